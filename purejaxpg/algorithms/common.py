@@ -1,0 +1,144 @@
+"""Pieces that several algorithms share: actor-critic state, critic targets, minibatch epochs, Adam.
+
+Each is written once here so that an algorithm module shows only what is different about it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from purejaxpg import envs, networks, returns
+from purejaxpg.config import ConfigError
+from purejaxpg.rollout import Transition
+
+
+@struct.dataclass
+class ActorCriticState:
+    """Parameters of a policy and a critic and the state of one optimiser over both.
+
+    ``params`` is ``{"policy": ..., "critic": ...}`` (the critic entry may be ``None``).
+    """
+
+    params: dict
+    opt_state: Any
+    policy: nn.Module = struct.field(pytree_node=False)
+    critic: nn.Module | None = struct.field(pytree_node=False)
+
+    def dist(self, obs: jax.Array, params: dict | None = None):
+        """The policy's distribution at ``obs`` under ``params`` (default: the current ones)."""
+        return self.policy.apply((params or self.params)["policy"], obs)
+
+    def value(self, obs: jax.Array, params: dict | None = None) -> jax.Array:
+        return self.critic.apply((params or self.params)["critic"], obs)
+
+
+def adam(max_grad_norm: jax.Array | float | None = None, eps: float = 1e-5) -> optax.GradientTransformation:
+    """Adam direction, optionally after a *global-norm* gradient clip (not element-wise).
+
+    The learning rate is applied by :func:`apply_updates` so that it can be a traced, annealed
+    hyperparameter. ``max_grad_norm`` may be traced too: optax transformations are pure functions
+    and their state does not depend on it.
+    """
+    parts = [optax.scale_by_adam(eps=eps)]
+    if max_grad_norm is not None:
+        parts.insert(0, optax.clip_by_global_norm(max_grad_norm))
+    return optax.chain(*parts)
+
+
+def apply_updates(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any, lr: jax.Array):
+    """One optimiser step: params - lr * tx(grads). Returns (params, opt_state, grad_norm)."""
+    updates, opt_state = tx.update(grads, opt_state, params)
+    params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
+    return params, opt_state, optax.global_norm(grads)
+
+
+def init_actor_critic(key: jax.Array, spec: envs.EnvSpec, hidden: Sequence[int], activation: str,
+                      log_std_init: float, tx: optax.GradientTransformation, with_critic: bool = True,
+                      critic_hidden: Sequence[int] | None = None) -> ActorCriticState:
+    """Initialise separate policy and critic MLPs and one optimiser state over both."""
+    policy = networks.make_policy(spec, hidden, activation, log_std_init)
+    critic = networks.make_critic(spec, critic_hidden or hidden, activation) if with_critic else None
+    dummy = jnp.zeros((1,) + spec.obs_shape, jnp.float32)
+    policy_key, critic_key = jax.random.split(key)
+    params = {"policy": policy.init(policy_key, dummy),
+              "critic": critic.init(critic_key, dummy) if with_critic else None}
+    return ActorCriticState(params, tx.init(params), policy, critic)
+
+
+def sample_action(state: ActorCriticState, obs: jax.Array, key: jax.Array):
+    """The ``act`` of every stochastic-policy algorithm: sample, and keep log pi(a|s)."""
+    dist = state.dist(obs)
+    action = dist.sample(key)
+    return action, {"log_prob": dist.log_prob(action)}
+
+
+def values_and_next_values(state: ActorCriticState, batch: Transition, params: dict | None = None):
+    """V(obs) and V(true next obs), ``[T, N]`` each, in one batched critic call."""
+    both = state.value(jnp.stack([batch.obs, batch.next_obs]), params)
+    return both[0], both[1]
+
+
+def gae_targets(state: ActorCriticState, batch: Transition, gamma, lam):
+    """GAE advantages and TD(lambda) critic targets for a batch, plus the values used.
+
+    Returns:
+      ``(advantages, targets, values)``, each ``[T, N]``; targets = advantages + values.
+    """
+    values, next_values = values_and_next_values(state, batch)
+    advantages = returns.gae(batch.reward, values, next_values, batch.terminated, batch.truncated, gamma, lam)
+    return advantages, advantages + values, values
+
+
+def flatten_batch(tree: Any) -> Any:
+    """``[T, N, ...] -> [T * N, ...]`` on every leaf."""
+    return jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+def check_minibatches(config, num_minibatches: int) -> None:
+    """The batch of num_envs * num_steps samples must split evenly into minibatches."""
+    if num_minibatches < 1 or config.batch_size % num_minibatches:
+        raise ConfigError(
+            f"num_minibatches={num_minibatches} does not divide the batch num_envs * num_steps = "
+            f"{config.num_envs} * {config.num_steps} = {config.batch_size}; pick a divisor of "
+            f"{config.batch_size} or change num_envs/num_steps."
+        )
+
+
+def minibatch_epochs(key: jax.Array, data: Any, carry: Any, num_epochs: int, num_minibatches: int,
+                     update_fn: Callable[[Any, Any], tuple[Any, dict]]) -> tuple[Any, dict]:
+    """Run ``num_epochs`` passes over shuffled minibatches of ``data`` with ``lax.scan``.
+
+    Args:
+      key: shuffling key.
+      data: pytree with leaves ``[B, ...]`` (a flattened batch).
+      carry: what ``update_fn`` threads through (parameters, optimiser state, ...).
+      num_epochs, num_minibatches: static counts; B must be divisible by num_minibatches.
+      update_fn: ``update_fn(carry, minibatch) -> (carry, metrics)``.
+    Returns:
+      ``(carry, metrics averaged over all minibatch updates)``.
+    """
+    batch_size = jax.tree.leaves(data)[0].shape[0]
+
+    def epoch(carry, epoch_key):
+        perm = jax.random.permutation(epoch_key, batch_size)
+        shuffled = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), data)
+        return jax.lax.scan(update_fn, carry, shuffled)
+
+    carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
+    return carry, jax.tree.map(jnp.mean, metrics)
+
+
+def check_action_space(name: str, spec: envs.EnvSpec, discrete: bool | None) -> None:
+    """Raise when an algorithm restricted to one kind of action space gets the other."""
+    if discrete is None or spec.discrete == discrete:
+        return
+    want, got = ("discrete (Discrete)", "continuous (Box)") if discrete else ("continuous (Box)", "discrete (Discrete)")
+    raise ConfigError(f"algorithm {name!r} supports only {want} actions, but env_id={spec.env_id!r} "
+                      f"has {got} actions; pick another environment or algorithm.")

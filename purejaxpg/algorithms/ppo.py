@@ -1,0 +1,122 @@
+"""Proximal policy optimisation with the clipped surrogate (Schulman et al. 2017, "PPO-Clip").
+
+Per iteration: GAE(gamma, lambda) advantages under the current critic, then ``num_epochs`` passes
+over ``num_minibatches`` shuffled minibatches minimising
+
+    L = -mean(min(r A, clip(r, 1-eps, 1+eps) A)) + vf_coef * L_V - ent_coef * mean(H[pi]),
+
+r = pi_theta(a|s) / pi_old(a|s), L_V the (optionally clipped) squared error to the TD(lambda)
+targets, with separate actor and critic MLPs, orthogonal init, one Adam over both after a
+global-norm gradient clip, optional linear learning-rate annealing and per-minibatch advantage
+normalisation (the implementation details of Huang et al. 2022, "The 37 implementation details").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from purejaxpg import objectives, returns
+from purejaxpg.algorithms import common
+from purejaxpg.config import hp, hparams
+
+
+@hparams
+class PPOHParams:
+    """Dynamic hyperparameters of PPO (arrays; vmap over them for sweeps)."""
+
+    lr: float = hp(2.5e-4, low=0.0, low_open=True, doc="Adam learning rate (initial, when annealed).")
+    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
+    gae_lambda: float = hp(0.95, low=0.0, high=1.0, doc="GAE lambda.")
+    clip_eps: float = hp(0.2, low=0.0, low_open=True, doc="Ratio clip epsilon (also the value clip).")
+    ent_coef: float = hp(0.01, low=0.0, doc="Entropy bonus coefficient.")
+    vf_coef: float = hp(0.5, low=0.0, doc="Value loss coefficient.")
+    max_grad_norm: float = hp(0.5, low=0.0, low_open=True, doc="Global-norm gradient clip.")
+
+
+@dataclasses.dataclass(frozen=True)
+class PPO:
+    """PPO-Clip; the fields are its static settings.
+
+    Attributes:
+      num_epochs: passes over the batch per iteration.
+      num_minibatches: minibatches per pass; must divide num_envs * num_steps.
+      hidden, activation: MLP shape of both the actor and the critic.
+      anneal_lr: linearly anneal the learning rate to 0 over the run.
+      normalize_advantages: standardise advantages within each minibatch.
+      clip_value_loss: PPO's clipped value loss around the rollout-time values.
+      log_std_init: initial log std of a Gaussian policy.
+      adam_eps: Adam's epsilon.
+    """
+
+    name: ClassVar[str] = "ppo"
+    HParams: ClassVar[type] = PPOHParams
+    discrete: ClassVar[bool | None] = None  # both action kinds
+
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    anneal_lr: bool = True
+    normalize_advantages: bool = True
+    clip_value_loss: bool = True
+    log_std_init: float = 0.0
+    adam_eps: float = 1e-5
+
+    def validate(self, spec, config) -> None:
+        common.check_action_space(self.name, spec, self.discrete)
+        common.check_minibatches(config, self.num_minibatches)
+
+    def init(self, key, spec, hparams: PPOHParams) -> common.ActorCriticState:
+        return common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
+                                        common.adam(1.0, self.adam_eps))
+
+    def act(self, state: common.ActorCriticState, obs, key):
+        return common.sample_action(state, obs, key)
+
+    def loss(self, params, state: common.ActorCriticState, minibatch: dict, hparams: PPOHParams):
+        """PPO-Clip loss on a flat minibatch ``{obs, action, log_prob, advantage, target, value}``."""
+        dist = state.dist(minibatch["obs"], params)
+        log_prob = dist.log_prob(minibatch["action"])
+        advantages = minibatch["advantage"]
+        if self.normalize_advantages:
+            advantages = returns.standardize(advantages)
+        policy_loss = objectives.clipped_surrogate_loss(log_prob, minibatch["log_prob"], advantages,
+                                                        hparams.clip_eps)
+        values = state.value(minibatch["obs"], params)
+        old_values = minibatch["value"] if self.clip_value_loss else None
+        value_loss = objectives.value_loss(values, minibatch["target"], old_values,
+                                           hparams.clip_eps if self.clip_value_loss else None)
+        entropy = jnp.mean(dist.entropy())
+        loss = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+        ratio = objectives.importance_ratio(log_prob, minibatch["log_prob"])
+        metrics = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "approx_kl": jnp.mean(objectives.kl_k3(log_prob, minibatch["log_prob"])),
+            "clip_fraction": jnp.mean(jnp.abs(ratio - 1.0) > hparams.clip_eps),
+        }
+        return loss, metrics
+
+    def update(self, state: common.ActorCriticState, batch, key, hparams: PPOHParams, progress):
+        advantages, targets, values = common.gae_targets(state, batch, hparams.gamma, hparams.gae_lambda)
+        data = common.flatten_batch({
+            "obs": batch.obs, "action": batch.action, "log_prob": batch.extras["log_prob"],
+            "advantage": advantages, "target": targets, "value": values,
+        })
+        lr = hparams.lr * (1.0 - progress) if self.anneal_lr else hparams.lr
+        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
+
+        def minibatch_update(carry, minibatch):
+            params, opt_state = carry
+            grads, metrics = jax.grad(self.loss, has_aux=True)(params, state, minibatch, hparams)
+            params, opt_state, grad_norm = common.apply_updates(tx, grads, opt_state, params, lr)
+            return (params, opt_state), {**metrics, "grad_norm": grad_norm}
+
+        (params, opt_state), metrics = common.minibatch_epochs(
+            key, data, (state.params, state.opt_state), self.num_epochs, self.num_minibatches, minibatch_update)
+        return state.replace(params=params, opt_state=opt_state), {**metrics, "lr": lr}

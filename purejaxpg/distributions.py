@@ -1,0 +1,151 @@
+"""Action distributions as pytrees: categorical and diagonal Gaussian.
+
+Both are immutable pytrees whose leaves are the distribution parameters, so they pass through
+`jax.jit`, `jax.vmap`, `jax.grad`, `jax.jvp` and `jax.vjp` unchanged. Batch dimensions are any
+leading dimensions (time-major rollouts give ``[T, N]``); the event dimension is last.
+
+Every method is a closed form:
+
+* ``Categorical(logits)``: p = softmax(logits).
+  log_prob(a) = logits[a] - logsumexp(logits); entropy = -sum_a p_a log p_a;
+  KL(p || q) = sum_a p_a (log p_a - log q_a).
+* ``DiagGaussian(mean, log_std)``: independent normals over the last axis.
+  log_prob(a) = -sum_i [ (a_i - mu_i)^2 / (2 sigma_i^2) + log sigma_i + log(2 pi)/2 ];
+  entropy = sum_i [ log sigma_i + (1 + log 2 pi)/2 ];
+  KL(p || q) = sum_i [ log(sigma_q/sigma_p) + (sigma_p^2 + (mu_p - mu_q)^2) / (2 sigma_q^2) - 1/2 ].
+
+``fisher_matvec`` multiplies a tangent of the distribution parameters by the Fisher information
+of the distribution in those same parameters (M in F = J^T M J, the Gauss-Newton form used by
+`purejaxpg.natural.fisher_vector_product`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+@struct.dataclass
+class Categorical:
+    """Categorical distribution over ``A`` actions, parameterised by unnormalised logits.
+
+    Attributes:
+      logits: ``[..., A]`` float logits; any leading batch shape.
+    """
+
+    logits: jax.Array
+
+    @property
+    def log_probs_all(self) -> jax.Array:
+        """``[..., A]`` normalised log-probabilities, logits - logsumexp(logits)."""
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+    @property
+    def probs(self) -> jax.Array:
+        """``[..., A]`` probabilities softmax(logits)."""
+        return jax.nn.softmax(self.logits, axis=-1)
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        """log pi(a) for integer actions.
+
+        Args:
+          action: ``[...]`` integer actions with the batch shape of ``logits[..., 0]``.
+        Returns:
+          ``[...]`` log-probabilities.
+        """
+        chex.assert_equal_shape_prefix([self.logits, action], action.ndim)
+        action = action.astype(jnp.int32)
+        return jnp.take_along_axis(self.log_probs_all, action[..., None], axis=-1)[..., 0]
+
+    def entropy(self) -> jax.Array:
+        """``[...]`` entropy -sum_a p_a log p_a (0 log 0 taken as 0)."""
+        log_p = self.log_probs_all
+        return -jnp.sum(jnp.where(log_p > -jnp.inf, jnp.exp(log_p) * log_p, 0.0), axis=-1)
+
+    def kl(self, other: "Categorical") -> jax.Array:
+        """``[...]`` analytic KL(self || other) = sum_a p_a (log p_a - log q_a)."""
+        chex.assert_equal_shape([self.logits, other.logits])
+        log_p, log_q = self.log_probs_all, other.log_probs_all
+        return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """``[...]`` int32 actions drawn by the Gumbel-max trick."""
+        return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+
+    def mode(self) -> jax.Array:
+        """``[...]`` int32 most likely actions."""
+        return jnp.argmax(self.logits, axis=-1).astype(jnp.int32)
+
+    def fisher_matvec(self, tangent: "Categorical") -> "Categorical":
+        """Fisher of the categorical in logit space times a logit tangent, per sample.
+
+        M = diag(p) - p p^T (the Hessian of logsumexp), so M t = p * t - p (p . t).
+
+        Args:
+          tangent: a ``Categorical`` whose ``logits`` ``[..., A]`` is the tangent direction.
+        Returns:
+          a ``Categorical`` holding M t in ``logits``.
+        """
+        p = self.probs
+        t = tangent.logits
+        return Categorical(p * t - p * jnp.sum(p * t, axis=-1, keepdims=True))
+
+
+@struct.dataclass
+class DiagGaussian:
+    """Multivariate normal with diagonal covariance, parameterised by mean and log std.
+
+    Attributes:
+      mean: ``[..., D]`` means.
+      log_std: ``[..., D]`` log standard deviations, the same shape as ``mean`` (broadcast a
+        state-independent ``[D]`` parameter with ``jnp.broadcast_to`` before building).
+    """
+
+    mean: jax.Array
+    log_std: jax.Array
+
+    @property
+    def std(self) -> jax.Array:
+        return jnp.exp(self.log_std)
+
+    def log_prob(self, action: jax.Array) -> jax.Array:
+        """``[...]`` log density of ``action`` ``[..., D]``, summed over the last axis."""
+        chex.assert_equal_shape([self.mean, self.log_std, action])
+        z = (action - self.mean) * jnp.exp(-self.log_std)
+        return -jnp.sum(0.5 * z**2 + self.log_std + 0.5 * _LOG_2PI, axis=-1)
+
+    def entropy(self) -> jax.Array:
+        """``[...]`` differential entropy sum_i (log sigma_i + (1 + log 2 pi) / 2)."""
+        return jnp.sum(self.log_std + 0.5 * (1.0 + _LOG_2PI), axis=-1)
+
+    def kl(self, other: "DiagGaussian") -> jax.Array:
+        """``[...]`` analytic KL(self || other), summed over the last axis."""
+        chex.assert_equal_shape([self.mean, other.mean, self.log_std, other.log_std])
+        var_ratio = jnp.exp(2.0 * (self.log_std - other.log_std))
+        mean_term = ((self.mean - other.mean) * jnp.exp(-other.log_std)) ** 2
+        return jnp.sum(0.5 * (var_ratio + mean_term - 1.0) - (self.log_std - other.log_std), axis=-1)
+
+    def sample(self, key: jax.Array) -> jax.Array:
+        """``[..., D]`` reparameterised sample mean + std * eps, eps ~ N(0, I)."""
+        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        return self.mean + self.std * noise
+
+    def mode(self) -> jax.Array:
+        """``[..., D]`` the mean."""
+        return self.mean
+
+    def fisher_matvec(self, tangent: "DiagGaussian") -> "DiagGaussian":
+        """Fisher of the Gaussian in (mean, log_std) space times a tangent, per sample.
+
+        The Fisher is block diagonal: 1/sigma^2 for each mean and 2 for each log std.
+        """
+        return DiagGaussian(tangent.mean * jnp.exp(-2.0 * self.log_std), 2.0 * tangent.log_std)
+
+
+Distribution = Categorical | DiagGaussian

@@ -1,0 +1,93 @@
+"""Collect T steps of N environments with one ``lax.scan``: the library's only rollout loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purejaxpg import envs
+
+
+@struct.dataclass
+class Transition:
+    """A time-major batch, every leaf ``[T, N, ...]``.
+
+    Attributes:
+      obs: observations the policy acted on (normalised when the run normalises observations).
+      action: sampled actions (``[T, N]`` int or ``[T, N, D]`` float, before clipping).
+      reward: ``[T, N]`` rewards.
+      terminated: ``[T, N]`` bool, the episode reached a terminal state at t (no bootstrap).
+      truncated: ``[T, N]`` bool, the episode hit its time limit at t (bootstrap from next_obs).
+      next_obs: the true next observation of step t (the final observation when the episode
+        ended at t, before the auto-reset), normalised like ``obs``.
+      extras: what the algorithm's ``act`` returned besides the action (e.g. ``log_prob``).
+      done: ``[T, N]`` terminated | truncated.
+      finished_return, finished_length: ``[T, N]`` statistics of the episode that ended at t,
+        0 where none ended.
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_obs: jax.Array
+    extras: Any
+    done: jax.Array
+    finished_return: jax.Array
+    finished_length: jax.Array
+
+    @property
+    def num_steps(self) -> int:
+        return self.reward.shape[0]
+
+    @property
+    def num_envs(self) -> int:
+        return self.reward.shape[1]
+
+
+ActFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
+
+
+def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopState, key: jax.Array,
+            num_steps: int, normalize_obs: bool = False, unroll: int = 1):
+    """Run ``num_steps`` steps of the vectorised environments under a policy.
+
+    Observation statistics are frozen for the whole rollout (so every observation in the batch
+    is normalised the same way as when the policy saw it) and merged with the batch afterwards.
+
+    Args:
+      act: ``act(obs [N, *obs_shape], key) -> (action, extras)``.
+      env, env_params, spec: from `purejaxpg.envs.make`.
+      loop: the environments' state.
+      key: PRNG key for the whole rollout.
+      num_steps: T (static).
+      normalize_obs: whether the policy sees normalised observations (static).
+      unroll: ``lax.scan`` unroll factor (static; a speed knob, results are identical).
+    Returns:
+      ``(new_loop, Transition)`` with leaves ``[T, N, ...]``.
+    """
+    stats = loop.obs_stats
+
+    def view(obs: jax.Array) -> jax.Array:
+        return stats.normalize(obs) if normalize_obs else obs
+
+    def one_step(carry, step_key):
+        loop = carry
+        act_key, env_key = jax.random.split(step_key)
+        obs = loop.obs
+        action, extras = act(view(obs), act_key)
+        loop, out = envs.step(env, env_params, spec, loop, action, env_key)
+        raw = Transition(obs, action, out.reward, out.terminated, out.truncated, out.next_obs, extras,
+                         out.done, out.finished_return, out.finished_length)
+        return loop, raw
+
+    loop, traj = jax.lax.scan(one_step, loop, jax.random.split(key, num_steps), unroll=unroll)
+    if normalize_obs:
+        loop = loop.replace(obs_stats=stats.update(traj.obs))
+        traj = traj.replace(obs=stats.normalize(traj.obs), next_obs=stats.normalize(traj.next_obs))
+    return loop, traj

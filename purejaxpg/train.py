@@ -1,0 +1,249 @@
+"""The training skeleton: rollout + update as one compiled ``lax.scan`` over iterations.
+
+Every algorithm is the same small protocol (see :class:`Algorithm`), so this file holds the
+library's only training loop:
+
+    for each iteration (lax.scan):
+        batch  = rollout.collect(algo.act, ...)            # [T, N] transitions
+        state  = algo.update(state, batch, key, hparams, progress)
+
+``make_train(algo, config)`` returns a :class:`Trainer` whose pure functions compose with
+``jax.jit`` and ``jax.vmap``:
+
+    trainer = make_train(PPO(), TrainConfig(env_id="CartPole-v1"))
+    runner, metrics = jax.jit(jax.vmap(trainer.train, in_axes=(0, None)))(keys, hparams)
+
+Long runs call ``trainer.run`` on chunks of iterations (see :func:`run_chunked`); a chunk is the
+same compiled step, so a run split into chunks gives bit-identical numbers to one call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from purejaxpg import envs, rollout
+from purejaxpg.config import ConfigError, TrainConfig, hparams_to_arrays, validate_hparams
+
+
+class Algorithm(Protocol):
+    """What an algorithm provides. Its dataclass fields are its static settings.
+
+    * ``HParams``: its dynamic hyperparameters (a :func:`purejaxpg.config.hparams` dataclass).
+    * ``validate(spec, config)``: raise ``ConfigError`` for settings it cannot run (before compiling).
+    * ``init(key, spec, hparams) -> learner_state``.
+    * ``act(learner_state, obs [N, ...], key) -> (action [N, ...], extras)``.
+    * ``update(learner_state, batch, key, hparams, progress) -> (learner_state, metrics)``, where
+      ``batch`` is a :class:`purejaxpg.rollout.Transition` ``[T, N, ...]``, ``progress`` the
+      fraction of iterations done before this one (for annealing), metrics a dict of scalars.
+    """
+
+    name: str
+    HParams: type
+
+    def validate(self, spec: envs.EnvSpec, config: TrainConfig) -> None: ...
+    def init(self, key: jax.Array, spec: envs.EnvSpec, hparams: Any) -> Any: ...
+    def act(self, learner_state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]: ...
+    def update(self, learner_state: Any, batch: rollout.Transition, key: jax.Array, hparams: Any,
+               progress: jax.Array) -> tuple[Any, dict]: ...
+
+
+@struct.dataclass
+class RunnerState:
+    """The whole state of one training run (one seed, one hyperparameter setting)."""
+
+    learner: Any
+    env: envs.EnvLoopState
+    key: jax.Array
+    iteration: jax.Array
+
+
+#: Metrics that are NaN by design when no episode finished in an iteration.
+EPISODE_METRICS = ("episode_return", "episode_length")
+
+
+def episode_metrics(batch: rollout.Transition) -> dict[str, jax.Array]:
+    """Mean return and length of the episodes that ended in this batch.
+
+    ``episodes`` counts them; when it is 0 the means are NaN (no episode finished yet), which is
+    how a missing value is told apart from a return of 0.
+    """
+    count = jnp.sum(batch.done)
+    safe = jnp.maximum(count, 1)
+    missing = jnp.where(count > 0, 0.0, jnp.nan)
+    return {
+        "episodes": count.astype(jnp.int32),
+        "episode_return": jnp.sum(batch.finished_return) / safe + missing,
+        "episode_length": jnp.sum(batch.finished_length) / safe + missing,
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """Pure functions of one training run; jit and vmap them as you like.
+
+    Attributes:
+      algo, config, spec: what the trainer was built from.
+      init: ``init(key, hparams) -> RunnerState``.
+      step: ``step(runner, hparams) -> (runner, metrics)``, one iteration.
+      run: ``run(runner, hparams, num_iterations) -> (runner, metrics [num_iterations])``.
+      train: ``train(key, hparams) -> (runner, metrics [config.num_iterations])``.
+    """
+
+    algo: Any
+    config: TrainConfig
+    spec: envs.EnvSpec
+    env: Any
+    env_params: Any
+
+    @property
+    def num_iterations(self) -> int:
+        return self.config.num_iterations
+
+    def init(self, key: jax.Array, hparams: Any) -> RunnerState:
+        env_key, learner_key, run_key = jax.random.split(key, 3)
+        loop = envs.reset(self.env, self.env_params, self.spec, env_key, self.config.num_envs)
+        learner = self.algo.init(learner_key, self.spec, hparams)
+        return RunnerState(learner, loop, run_key, jnp.asarray(0, jnp.int32))
+
+    def step(self, runner: RunnerState, hparams: Any) -> tuple[RunnerState, dict]:
+        cfg = self.config
+        key, rollout_key, update_key = jax.random.split(runner.key, 3)
+        act = lambda obs, k: self.algo.act(runner.learner, obs, k)  # noqa: E731
+        loop, batch = rollout.collect(act, self.env, self.env_params, self.spec, runner.env, rollout_key,
+                                      cfg.num_steps, cfg.normalize_obs)
+        progress = runner.iteration.astype(jnp.float32) / cfg.num_iterations
+        learner, algo_metrics = self.algo.update(runner.learner, batch, update_key, hparams, progress)
+        metrics = {
+            "env_steps": (runner.iteration + 1) * cfg.batch_size,
+            **episode_metrics(batch),
+            **algo_metrics,
+        }
+        return RunnerState(learner, loop, key, runner.iteration + 1), metrics
+
+    def run(self, runner: RunnerState, hparams: Any, num_iterations: int) -> tuple[RunnerState, dict]:
+        return jax.lax.scan(lambda r, _: self.step(r, hparams), runner, None, length=num_iterations)
+
+    def train(self, key: jax.Array, hparams: Any) -> tuple[RunnerState, dict]:
+        return self.run(self.init(key, hparams), hparams, self.num_iterations)
+
+
+def make_train(algo: Any, config: TrainConfig, hparams: Any | None = None) -> Trainer:
+    """Validate the settings and build the :class:`Trainer` (nothing is compiled here).
+
+    Raises:
+      ConfigError: unknown env id, a batch that the algorithm cannot split, total steps below one
+        batch, an action space the algorithm does not support, or (when ``hparams`` is given) a
+        hyperparameter outside its range.
+    """
+    config.validate()
+    env, env_params, spec = envs.make(config.env_id)
+    algo.validate(spec, config)
+    if hparams is not None:
+        if not isinstance(hparams, algo.HParams):
+            raise ConfigError(f"hparams is a {type(hparams).__name__}; {algo.name} takes "
+                              f"{algo.HParams.__module__}.{algo.HParams.__name__}.")
+        validate_hparams(hparams)
+    return Trainer(algo, config, spec, env, env_params)
+
+
+def seed_keys(seed: int, num_seeds: int) -> jax.Array:
+    """``[num_seeds]`` keys; run i's key is fold_in(PRNGKey(seed), i), whatever num_seeds is."""
+    base = jax.random.PRNGKey(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.arange(num_seeds))
+
+
+@dataclasses.dataclass
+class RunResult:
+    """Host-side result of :func:`run_chunked`.
+
+    Attributes:
+      metrics: ``{name: np.ndarray [R, I]}`` for R vmapped runs and I iterations.
+      runner: the final (batched) ``RunnerState``.
+      compile_seconds: time spent compiling (once per distinct chunk length).
+      run_seconds: wall time of all chunk calls after compilation.
+      steps_per_second: env steps of all runs per second of ``run_seconds``.
+    """
+
+    metrics: dict[str, np.ndarray]
+    runner: Any
+    compile_seconds: float
+    run_seconds: float
+    steps_per_second: float
+
+
+def _check_finite(metrics: dict[str, np.ndarray], first_iteration: int) -> None:
+    for name, values in metrics.items():
+        if name in EPISODE_METRICS or not np.issubdtype(values.dtype, np.floating):
+            continue
+        bad = ~np.isfinite(values)
+        if bad.any():
+            run, it = np.argwhere(bad)[0]
+            raise FloatingPointError(
+                f"metric {name!r} became non-finite ({values[run, it]}) at iteration "
+                f"{first_iteration + it} of run {run}; lower the learning rate or check the inputs."
+            )
+
+
+def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterations: int | None = None,
+                runner: Any = None, callback: Callable[[dict[str, np.ndarray], RunnerState, float], None] | None = None,
+                ) -> RunResult:
+    """Run R = ``len(keys)`` training runs vmapped, in host-visible chunks of iterations.
+
+    Args:
+      trainer: from :func:`make_train`.
+      keys: ``[R]`` PRNG keys, one per run.
+      hparams: an ``HParams`` whose leaves are scalars (shared by all runs) or ``[R]`` arrays.
+      chunk_iterations: iterations per compiled call (default: all at once). The host prints,
+        checkpoints and checks finiteness between chunks; results do not depend on it.
+      runner: a batched ``RunnerState`` to continue from (e.g. restored from a checkpoint).
+      callback: ``callback(chunk_metrics, runner, elapsed_seconds)`` after every chunk.
+    Returns:
+      a :class:`RunResult`.
+    """
+    num_runs = keys.shape[0]
+    hparams = hparams_to_arrays(hparams)
+    hp_axes = jax.tree.map(lambda x: 0 if np.ndim(x) == 1 else None, hparams)
+    for leaf in jax.tree.leaves(hparams):
+        if np.ndim(leaf) not in (0, 1) or (np.ndim(leaf) == 1 and leaf.shape[0] != num_runs):
+            raise ConfigError(f"each hyperparameter must be a scalar or have one value per run ({num_runs}); "
+                              f"got shape {np.shape(leaf)}.")
+    total = trainer.num_iterations
+    chunk = min(chunk_iterations or total, total)
+    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, hp_axes)))
+    run = jax.jit(jax.vmap(trainer.run, in_axes=(0, hp_axes, None)), static_argnums=2)
+    if runner is None:
+        runner = init(keys, hparams)
+    start = int(np.asarray(runner.iteration).reshape(-1)[0])
+    collected: list[dict[str, np.ndarray]] = []
+    compiled: dict[int, Any] = {}
+    compile_seconds, run_seconds, iterations_run = 0.0, 0.0, 0
+    while start < total:
+        n = min(chunk, total - start)
+        if n not in compiled:  # compile once per chunk length, outside the timed region
+            t0 = time.perf_counter()
+            compiled[n] = run.lower(runner, hparams, n).compile()
+            compile_seconds += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        runner, metrics = compiled[n](runner, hparams)
+        metrics = jax.device_get(metrics)
+        elapsed = time.perf_counter() - t0
+        run_seconds += elapsed
+        if trainer.config.check_finite:
+            _check_finite(metrics, start)
+        collected.append(metrics)
+        if callback is not None:
+            callback(metrics, runner, elapsed)
+        start += n
+        iterations_run += n
+    merged = {k: np.concatenate([m[k] for m in collected], axis=1) for k in collected[0]} if collected else {}
+    steps = num_runs * iterations_run * trainer.config.batch_size
+    sps = steps / run_seconds if run_seconds > 0 else float("nan")
+    return RunResult(merged, runner, compile_seconds, run_seconds, sps)
