@@ -151,7 +151,7 @@ class RunningMeanStd:
         return RunningMeanStd(mean, m2 / total, total)
 
     def normalize(self, obs: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:
-        """(obs - mean) / sqrt(var + eps), clipped to [-clip, clip]; a constant feature maps to 0."""
+        """(obs - mean) / sqrt(var + eps), clipped to [-clip, clip]; a constant feature maps to ~0, never inf."""
         return jnp.clip((obs - self.mean) / jnp.sqrt(self.var + eps), -clip, clip)
 
 

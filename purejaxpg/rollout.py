@@ -76,18 +76,19 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
     def view(obs: jax.Array) -> jax.Array:
         return stats.normalize(obs) if normalize_obs else obs
 
-    def one_step(carry, step_key):
-        loop = carry
+    def one_step(loop, step_key):
         act_key, env_key = jax.random.split(step_key)
-        obs = loop.obs
-        action, extras = act(view(obs), act_key)
+        seen = view(loop.obs)
+        action, extras = act(seen, act_key)
+        raw_obs = loop.obs
         loop, out = envs.step(env, env_params, spec, loop, action, env_key)
-        raw = Transition(obs, action, out.reward, out.terminated, out.truncated, out.next_obs, extras,
-                         out.done, out.finished_return, out.finished_length)
-        return loop, raw
+        transition = Transition(seen, action, out.reward, out.terminated, out.truncated, out.next_obs, extras,
+                                out.done, out.finished_return, out.finished_length)
+        # raw observations are kept only to merge them into the statistics after the rollout
+        return loop, (transition, raw_obs if normalize_obs else None)
 
-    loop, traj = jax.lax.scan(one_step, loop, jax.random.split(key, num_steps), unroll=unroll)
+    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, jax.random.split(key, num_steps), unroll=unroll)
     if normalize_obs:
-        loop = loop.replace(obs_stats=stats.update(traj.obs))
-        traj = traj.replace(obs=stats.normalize(traj.obs), next_obs=stats.normalize(traj.next_obs))
+        loop = loop.replace(obs_stats=stats.update(raw_obs))
+        traj = traj.replace(next_obs=stats.normalize(traj.next_obs))
     return loop, traj

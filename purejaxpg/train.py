@@ -102,6 +102,7 @@ class Trainer:
     spec: envs.EnvSpec
     env: Any
     env_params: Any
+    _compiled: dict = dataclasses.field(default_factory=dict, compare=False, hash=False, repr=False)
 
     @property
     def num_iterations(self) -> int:
@@ -167,7 +168,7 @@ class RunResult:
     Attributes:
       metrics: ``{name: np.ndarray [R, I]}`` for R vmapped runs and I iterations.
       runner: the final (batched) ``RunnerState``.
-      compile_seconds: time spent compiling (once per distinct chunk length).
+      compile_seconds: time spent compiling in this call (a trainer compiles each chunk length once).
       run_seconds: wall time of all chunk calls after compilation.
       steps_per_second: env steps of all runs per second of ``run_seconds``.
     """
@@ -217,22 +218,24 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
                               f"got shape {np.shape(leaf)}.")
     total = trainer.num_iterations
     chunk = min(chunk_iterations or total, total)
-    init = jax.jit(jax.vmap(trainer.init, in_axes=(0, hp_axes)))
-    run = jax.jit(jax.vmap(trainer.run, in_axes=(0, hp_axes, None)), static_argnums=2)
+    # compiled executables are cached on the trainer, keyed by what changes their signature
+    layout = (num_runs, tuple(np.ndim(x) for x in jax.tree.leaves(hparams)))
+    compile_seconds, run_seconds, iterations_run = 0.0, 0.0, 0
     if runner is None:
-        runner = init(keys, hparams)
+        if ("init",) + layout not in trainer._compiled:
+            trainer._compiled[("init",) + layout] = jax.jit(jax.vmap(trainer.init, in_axes=(0, hp_axes)))
+        runner = trainer._compiled[("init",) + layout](keys, hparams)
     start = int(np.asarray(runner.iteration).reshape(-1)[0])
     collected: list[dict[str, np.ndarray]] = []
-    compiled: dict[int, Any] = {}
-    compile_seconds, run_seconds, iterations_run = 0.0, 0.0, 0
     while start < total:
         n = min(chunk, total - start)
-        if n not in compiled:  # compile once per chunk length, outside the timed region
+        if (n,) + layout not in trainer._compiled:  # compile outside the timed region
             t0 = time.perf_counter()
-            compiled[n] = run.lower(runner, hparams, n).compile()
+            run = jax.jit(jax.vmap(trainer.run, in_axes=(0, hp_axes, None)), static_argnums=2)
+            trainer._compiled[(n,) + layout] = run.lower(runner, hparams, n).compile()
             compile_seconds += time.perf_counter() - t0
         t0 = time.perf_counter()
-        runner, metrics = compiled[n](runner, hparams)
+        runner, metrics = trainer._compiled[(n,) + layout](runner, hparams)
         metrics = jax.device_get(metrics)
         elapsed = time.perf_counter() - t0
         run_seconds += elapsed

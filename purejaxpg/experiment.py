@@ -1,0 +1,81 @@
+"""Build an (algorithm, TrainConfig, HParams) triple from a name, an env id and flat overrides.
+
+Settings live in three dataclasses (the run's ``TrainConfig``, the algorithm's static fields and
+its ``HParams``); their field names are disjoint, so one flat ``{name: value}`` dictionary
+addresses all of them. ``PRESETS`` holds per-(algorithm, env) settings from the literature
+(``shared/REFERENCES.md``), applied before the caller's overrides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from typing import Any
+
+from purejaxpg import algorithms
+from purejaxpg.config import ConfigError, TrainConfig, validate_hparams
+
+#: (algo, env_id) -> settings. Anything not named keeps the dataclasses' defaults, which for PPO
+#: are the classic CartPole-v1 configuration (CleanRL / PureJaxRL).
+PRESETS: dict[tuple[str, str], dict[str, Any]] = {
+    ("ppo", "Pendulum-v1"): dict(
+        num_envs=100, num_steps=100, total_timesteps=1_000_000, normalize_obs=True, num_epochs=10,
+        num_minibatches=10, lr=1e-3, gamma=0.995, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0,
+        anneal_lr=False,
+    ),
+}
+
+
+def settings_fields(algo_cls: type) -> dict[str, tuple[str, dataclasses.Field]]:
+    """``{name: (kind, field)}`` with kind in {"train", "algo", "hparams"}."""
+    out: dict[str, tuple[str, dataclasses.Field]] = {}
+    for kind, dc in (("train", TrainConfig), ("algo", algo_cls), ("hparams", algo_cls.HParams)):
+        for f in dataclasses.fields(dc):
+            out[f.name] = (kind, f)
+    return out
+
+
+def build(algo_name: str, env_id: str, overrides: dict[str, Any] | None = None, use_presets: bool = True):
+    """Return ``(algo, config, hparams)`` after presets and ``overrides``; validates everything
+    that can be checked without compiling.
+
+    Raises:
+      ConfigError: unknown algorithm, unknown setting name (with suggestions), a bad value.
+    """
+    algo_cls = algorithms.get(algo_name)
+    fields = settings_fields(algo_cls)
+    settings = dict(PRESETS.get((algo_name, env_id), {})) if use_presets else {}
+    settings.update(overrides or {})
+    grouped: dict[str, dict[str, Any]] = {"train": {"env_id": env_id}, "algo": {}, "hparams": {}}
+    for name, value in settings.items():
+        if name not in fields:
+            close = difflib.get_close_matches(name, list(fields), n=3, cutoff=0.5)
+            hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ConfigError(f"{name!r} is not a setting of {algo_name}.{hint}")
+        grouped[fields[name][0]][name] = value
+    config = TrainConfig(**grouped["train"])
+    algo = algo_cls(**grouped["algo"])
+    hparams = algo_cls.HParams(**grouped["hparams"])
+    config.validate()
+    validate_hparams(hparams)
+    return algo, config, hparams
+
+
+def describe(algo: Any, config: TrainConfig, hparams: Any) -> dict[str, Any]:
+    """A JSON-ready description of every setting of a run."""
+    return {
+        "algo": algo.name,
+        "train": dataclasses.asdict(config),
+        "algo_settings": dataclasses.asdict(algo),
+        "hparams": {f.name: _jsonable(getattr(hparams, f.name)) for f in dataclasses.fields(hparams)},
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        import numpy as np
+
+        arr = np.asarray(value)
+        return arr.item() if arr.ndim == 0 else arr.tolist()
+    except Exception:  # pragma: no cover - anything numpy cannot convert is shown as text
+        return str(value)
