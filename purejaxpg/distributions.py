@@ -64,15 +64,19 @@ class Categorical:
         return jnp.take_along_axis(self.log_probs_all, action[..., None], axis=-1)[..., 0]
 
     def entropy(self) -> jax.Array:
-        """``[...]`` entropy -sum_a p_a log p_a (0 log 0 taken as 0)."""
+        """``[...]`` entropy -sum_a p_a log p_a (0 log 0 taken as 0, also in the gradient)."""
         log_p = self.log_probs_all
-        return -jnp.sum(jnp.where(log_p > -jnp.inf, jnp.exp(log_p) * log_p, 0.0), axis=-1)
+        possible = log_p > -jnp.inf
+        safe_log_p = jnp.where(possible, log_p, 0.0)  # masked (-inf) logits: no 0 * inf anywhere
+        return -jnp.sum(jnp.where(possible, jnp.exp(safe_log_p) * safe_log_p, 0.0), axis=-1)
 
     def kl(self, other: "Categorical") -> jax.Array:
-        """``[...]`` analytic KL(self || other) = sum_a p_a (log p_a - log q_a)."""
+        """``[...]`` analytic KL(self || other) = sum_a p_a (log p_a - log q_a), 0 where p_a = 0."""
         chex.assert_equal_shape([self.logits, other.logits])
         log_p, log_q = self.log_probs_all, other.log_probs_all
-        return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+        possible = log_p > -jnp.inf
+        terms = jnp.exp(log_p) * (jnp.where(possible, log_p, 0.0) - jnp.where(possible, log_q, 0.0))
+        return jnp.sum(jnp.where(possible, terms, 0.0), axis=-1)
 
     def sample(self, key: jax.Array) -> jax.Array:
         """``[...]`` int32 actions drawn by the Gumbel-max trick."""
@@ -112,6 +116,7 @@ class DiagGaussian:
 
     @property
     def std(self) -> jax.Array:
+        """``[..., D]`` standard deviations exp(log_std)."""
         return jnp.exp(self.log_std)
 
     def log_prob(self, action: jax.Array) -> jax.Array:

@@ -2,7 +2,7 @@
 
 Settings live in three dataclasses (the run's ``TrainConfig``, the algorithm's static fields and
 its ``HParams``); their field names are disjoint, so one flat ``{name: value}`` dictionary
-addresses all of them. ``PRESETS`` holds per-(algorithm, env) settings from the literature
+addresses all of them. Each algorithm class carries ``PRESETS: {env_id: settings}`` from the literature
 (``shared/REFERENCES.md``), applied before the caller's overrides.
 """
 
@@ -14,17 +14,6 @@ from typing import Any
 
 from purejaxpg import algorithms
 from purejaxpg.config import ConfigError, TrainConfig, validate_hparams
-
-#: (algo, env_id) -> settings. Anything not named keeps the dataclasses' defaults, which for PPO
-#: are the classic CartPole-v1 configuration (CleanRL / PureJaxRL).
-PRESETS: dict[tuple[str, str], dict[str, Any]] = {
-    ("ppo", "Pendulum-v1"): dict(
-        num_envs=100, num_steps=100, total_timesteps=1_000_000, normalize_obs=True, num_epochs=10,
-        num_minibatches=10, lr=1e-3, gamma=0.995, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0,
-        anneal_lr=False,
-    ),
-}
-
 
 def settings_fields(algo_cls: type) -> dict[str, tuple[str, dataclasses.Field]]:
     """``{name: (kind, field)}`` with kind in {"train", "algo", "hparams"}."""
@@ -44,7 +33,7 @@ def build(algo_name: str, env_id: str, overrides: dict[str, Any] | None = None, 
     """
     algo_cls = algorithms.get(algo_name)
     fields = settings_fields(algo_cls)
-    settings = dict(PRESETS.get((algo_name, env_id), {})) if use_presets else {}
+    settings = dict(getattr(algo_cls, "PRESETS", {}).get(env_id, {})) if use_presets else {}
     settings.update(overrides or {})
     grouped: dict[str, dict[str, Any]] = {"train": {"env_id": env_id}, "algo": {}, "hparams": {}}
     for name, value in settings.items():

@@ -1,0 +1,274 @@
+"""Policy-gradient surrogate objectives, value losses and KL estimators.
+
+Losses are scalars to MINIMISE and average over every element of their inputs (e.g. ``[T, N]``
+rollouts or ``[B]`` minibatches). Per-sample estimators (``importance_ratio``, ``kl_k1``,
+``kl_k3``, ``grpo_k3``) return arrays of the input shape. Advantages are constants of the
+surrogate: every loss applies ``jax.lax.stop_gradient`` to them. Hyperparameters (``clip_eps``,
+``beta``, ``step_size``, ``kl_target``) are scalars that may be traced; they never enter Python
+control flow.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def reinforce_loss(log_probs: jax.Array, advantages: jax.Array) -> jax.Array:
+    """REINFORCE / vanilla policy-gradient loss (Williams 1992).
+
+    L = -mean(log pi(a_t|s_t) * A_t); its gradient is minus the likelihood-ratio estimator
+    E[grad log pi(a|s) A].
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a_t|s_t) of the taken actions.
+      advantages: ``[...]`` advantage (or return) estimates, treated as constants.
+
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([log_probs, advantages])
+    advantages = jax.lax.stop_gradient(advantages)
+    return -jnp.mean(log_probs * advantages)
+
+
+def importance_ratio(log_probs: jax.Array, old_log_probs: jax.Array) -> jax.Array:
+    """Per-sample likelihood ratio r = pi_theta(a|s) / pi_old(a|s) = exp(log_probs - old_log_probs).
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a|s).
+      old_log_probs: ``[...]`` log pi_old(a|s) of the behaviour policy.
+
+    Returns:
+      ``[...]`` ratios.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs])
+    return jnp.exp(log_probs - old_log_probs)
+
+
+def surrogate_loss(
+    log_probs: jax.Array, old_log_probs: jax.Array, advantages: jax.Array
+) -> jax.Array:
+    """Importance-sampled surrogate loss of CPI / TRPO.
+
+    Kakade & Langford 2002; Schulman et al. 2015: L = -mean(r_t A_t) with
+    r_t = pi_theta(a_t|s_t) / pi_old(a_t|s_t).
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a_t|s_t).
+      old_log_probs: ``[...]`` log pi_old(a_t|s_t).
+      advantages: ``[...]`` advantages under pi_old, treated as constants.
+
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    advantages = jax.lax.stop_gradient(advantages)
+    return -jnp.mean(importance_ratio(log_probs, old_log_probs) * advantages)
+
+
+def clipped_surrogate_loss(
+    log_probs: jax.Array,
+    old_log_probs: jax.Array,
+    advantages: jax.Array,
+    clip_eps: chex.Numeric,
+) -> jax.Array:
+    """PPO clipped surrogate loss (Schulman et al. 2017, eq. 7).
+
+    L = -mean(min(r_t A_t, clip(r_t, 1 - eps, 1 + eps) A_t)). The gradient vanishes where the
+    ratio has left [1 - eps, 1 + eps] on the side the advantage pushes it towards.
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a_t|s_t).
+      old_log_probs: ``[...]`` log pi_old(a_t|s_t).
+      advantages: ``[...]`` advantages, treated as constants.
+      clip_eps: scalar clipping range eps (may be traced).
+
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    chex.assert_rank(clip_eps, 0)
+    advantages = jax.lax.stop_gradient(advantages)
+    ratio = importance_ratio(log_probs, old_log_probs)
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return -jnp.mean(jnp.minimum(ratio * advantages, clipped * advantages))
+
+
+def value_loss(
+    values: jax.Array,
+    targets: jax.Array,
+    old_values: Optional[jax.Array] = None,
+    clip_eps: Optional[chex.Numeric] = None,
+) -> jax.Array:
+    """Squared-error critic loss, optionally PPO's clipped form.
+
+    Unclipped: 0.5 * mean((v - target)^2). When both ``old_values`` and ``clip_eps`` are given:
+    0.5 * mean(max((v - target)^2, (v_old + clip(v - v_old, -eps, eps) - target)^2)).
+    Targets are treated as constants.
+
+    Args:
+      values: ``[...]`` predicted values V_theta(s).
+      targets: ``[...]`` value targets (e.g. lambda-returns).
+      old_values: optional ``[...]`` values predicted when the data were collected.
+      clip_eps: optional scalar value-clipping range (may be traced).
+
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([values, targets])
+    targets = jax.lax.stop_gradient(targets)
+    sq = (values - targets) ** 2
+    if old_values is None or clip_eps is None:
+        return 0.5 * jnp.mean(sq)
+    chex.assert_equal_shape([values, old_values])
+    chex.assert_rank(clip_eps, 0)
+    old_values = jax.lax.stop_gradient(old_values)
+    clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
+    return 0.5 * jnp.mean(jnp.maximum(sq, (clipped_values - targets) ** 2))
+
+
+def entropy_loss(entropies: jax.Array) -> jax.Array:
+    """Entropy bonus as a loss term: -mean(H[pi(.|s_t)]) (add it scaled by a coefficient).
+
+    Args:
+      entropies: ``[...]`` per-state policy entropies.
+
+    Returns:
+      scalar loss.
+    """
+    return -jnp.mean(entropies)
+
+
+def kl_k1(log_probs: jax.Array, old_log_probs: jax.Array) -> jax.Array:
+    """Per-sample k1 estimator of KL(pi_old || pi_theta) from samples a ~ pi_old.
+
+    Schulman, "Approximating KL divergence" (2020): k1 = log pi_old(a) - log pi_theta(a) = -log r.
+    Unbiased, high variance, can be negative.
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a).
+      old_log_probs: ``[...]`` log pi_old(a) of the sampling policy.
+
+    Returns:
+      ``[...]`` per-sample estimates.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs])
+    return old_log_probs - log_probs
+
+
+def kl_k3(log_probs: jax.Array, old_log_probs: jax.Array) -> jax.Array:
+    """Per-sample k3 estimator of KL(pi_old || pi_theta) from samples a ~ pi_old.
+
+    Schulman, "Approximating KL divergence" (2020): k3 = (r - 1) - log r, r = pi_theta(a) /
+    pi_old(a). Unbiased (E_old[r - 1] = 0), low variance and >= 0 (computed as expm1(d) - d,
+    d = log r, floored at 0 against rounding).
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a).
+      old_log_probs: ``[...]`` log pi_old(a) of the sampling policy.
+
+    Returns:
+      ``[...]`` non-negative per-sample estimates.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs])
+    d = log_probs - old_log_probs
+    return jnp.maximum(jnp.expm1(d) - d, 0.0)
+
+
+def kl_penalty_loss(
+    log_probs: jax.Array,
+    old_log_probs: jax.Array,
+    advantages: jax.Array,
+    kl: jax.Array,
+    beta: chex.Numeric,
+) -> jax.Array:
+    """KL-penalised surrogate (PPO adaptive-KL objective, Schulman et al. 2017, eq. 8).
+
+    L = -mean(r_t A_t) + beta * mean(kl_t).
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a_t|s_t).
+      old_log_probs: ``[...]`` log pi_old(a_t|s_t).
+      advantages: ``[...]`` advantages, treated as constants.
+      kl: ``[...]`` per-sample KL(pi_old || pi_theta) values (analytic or an estimator such as
+        ``kl_k3``); gradients flow through it.
+      beta: scalar penalty coefficient (may be traced).
+
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    chex.assert_rank(beta, 0)
+    return surrogate_loss(log_probs, old_log_probs, advantages) + beta * jnp.mean(kl)
+
+
+def mirror_descent_loss(
+    log_probs: jax.Array,
+    old_log_probs: jax.Array,
+    advantages: jax.Array,
+    kl: jax.Array,
+    step_size: chex.Numeric,
+) -> jax.Array:
+    """On-policy mirror-descent policy optimisation loss (MDPO, Tomar et al. 2020).
+
+    L = -mean(r_t A_t) + mean(kl_t) / t_k, where kl_t = KL(pi_theta(.|s_t) || pi_k(.|s_t)) (note
+    the reverse direction from PPO's penalty) and t_k is the mirror-descent step size.
+
+    Args:
+      log_probs: ``[...]`` log pi_theta(a_t|s_t).
+      old_log_probs: ``[...]`` log pi_k(a_t|s_t).
+      advantages: ``[...]`` advantages, treated as constants.
+      kl: ``[...]`` per-state KL(pi_theta || pi_k); gradients flow through it.
+      step_size: scalar step size t_k > 0 (may be traced).
+
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([log_probs, old_log_probs, advantages])
+    chex.assert_rank(step_size, 0)
+    return surrogate_loss(log_probs, old_log_probs, advantages) + jnp.mean(kl) / step_size
+
+
+def adaptive_kl_beta(
+    beta: chex.Numeric, kl: chex.Numeric, kl_target: chex.Numeric
+) -> jax.Array:
+    """Adaptive KL-penalty coefficient update (Schulman et al. 2017, sec. 4).
+
+    beta / 2 if kl < kl_target / 1.5; beta * 2 if kl > 1.5 * kl_target; otherwise beta.
+
+    Args:
+      beta: scalar current coefficient.
+      kl: scalar measured mean KL of the last update.
+      kl_target: scalar target KL d_targ.
+
+    Returns:
+      scalar updated beta.
+    """
+    chex.assert_rank([beta, kl, kl_target], 0)
+    beta = jnp.asarray(beta)
+    return jnp.where(
+        kl < kl_target / 1.5, beta / 2.0, jnp.where(kl > 1.5 * kl_target, beta * 2.0, beta)
+    )
+
+
+def grpo_k3(log_probs: jax.Array, ref_log_probs: jax.Array) -> jax.Array:
+    """GRPO's per-token KL-to-reference estimator (Shao et al. 2024, "DeepSeekMath").
+
+    D = rho - log rho - 1 with rho = pi_ref(o) / pi_theta(o), an unbiased, non-negative estimate
+    of KL(pi_theta || pi_ref) from samples of pi_theta (computed as expm1(d) - d, d = log rho,
+    floored at 0 against rounding).
+
+    Args:
+      log_probs: ``[...]`` log pi_theta of the sampled tokens/actions.
+      ref_log_probs: ``[...]`` log pi_ref of the same tokens/actions.
+
+    Returns:
+      ``[...]`` non-negative per-sample estimates.
+    """
+    chex.assert_equal_shape([log_probs, ref_log_probs])
+    d = ref_log_probs - log_probs
+    return jnp.maximum(jnp.expm1(d) - d, 0.0)
