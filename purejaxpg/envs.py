@@ -197,11 +197,21 @@ class StepOutput:
     finished_length: jax.Array
 
 
-def reset(env, env_params, spec: EnvSpec, key: jax.Array, num_envs: int) -> EnvLoopState:
-    """Reset ``num_envs`` environments with independent keys."""
-    keys = jax.random.split(key, num_envs)
+def reset(env, env_params, spec: EnvSpec, key: jax.Array, num_envs: int, group_size: int = 1,
+          obs_stats: RunningMeanStd | None = None) -> EnvLoopState:
+    """Reset ``num_envs`` environments.
+
+    Args:
+      key: one key; split into one reset key per group.
+      num_envs: N (static).
+      group_size: G (static, divides N): envs ``[g*G, (g+1)*G)`` share a reset key and so start
+        from the same state (GRPO's groups); their later step keys differ. 1 = independent envs.
+      obs_stats: observation statistics to keep (default: fresh ones).
+    """
+    group_keys = jax.random.split(key, num_envs // group_size)
+    keys = jnp.repeat(group_keys, group_size, axis=0)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
-    stats = RunningMeanStd.create(spec.obs_shape)
+    stats = RunningMeanStd.create(spec.obs_shape) if obs_stats is None else obs_stats
     zeros = jnp.zeros((num_envs,), jnp.float32)
     return EnvLoopState(env_state, obs.astype(jnp.float32), zeros, zeros.astype(jnp.int32), stats)
 

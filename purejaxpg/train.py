@@ -37,6 +37,8 @@ class Algorithm(Protocol):
     """What an algorithm provides. Its dataclass fields are its static settings.
 
     * ``HParams``: its dynamic hyperparameters (a :func:`purejaxpg.config.hparams` dataclass).
+    * optional ``episode_group_size`` (int): when set, every iteration starts from a fresh reset in
+      which each group of that many consecutive envs shares a reset key (episodic groups, GRPO).
     * ``validate(spec, config)``: raise ``ConfigError`` for settings it cannot run (before compiling).
     * ``init(key, spec, hparams) -> learner_state``.
     * ``act(learner_state, obs [N, ...], key) -> (action [N, ...], extras)``.
@@ -116,9 +118,14 @@ class Trainer:
 
     def step(self, runner: RunnerState, hparams: Any) -> tuple[RunnerState, dict]:
         cfg = self.config
-        key, rollout_key, update_key = jax.random.split(runner.key, 3)
+        key, rollout_key, update_key, reset_key = jax.random.split(runner.key, 4)
+        loop = runner.env
+        group_size = getattr(self.algo, "episode_group_size", None)
+        if group_size:  # episodic groups: every iteration starts from group-shared start states
+            loop = envs.reset(self.env, self.env_params, self.spec, reset_key, cfg.num_envs, group_size,
+                              loop.obs_stats)
         act = lambda obs, k: self.algo.act(runner.learner, obs, k)  # noqa: E731
-        loop, batch = rollout.collect(act, self.env, self.env_params, self.spec, runner.env, rollout_key,
+        loop, batch = rollout.collect(act, self.env, self.env_params, self.spec, loop, rollout_key,
                                       cfg.num_steps, cfg.normalize_obs)
         progress = runner.iteration.astype(jnp.float32) / cfg.num_iterations
         learner, algo_metrics = self.algo.update(runner.learner, batch, update_key, hparams, progress)
