@@ -1,14 +1,20 @@
-"""Command line: ``python -m purejaxpg train --algo ppo --env CartPole-v1 --seeds 8 --out runs/x``.
+"""Command line: ``python -m purejaxpg {train,sweep,list}``.
+
+    python -m purejaxpg train --algo ppo --env CartPole-v1 --seeds 8 --out runs/x
+    python -m purejaxpg train --algo ppo --seeds 8 --out runs/x --checkpoint-every 5
+    python -m purejaxpg train --resume runs/x
+    python -m purejaxpg sweep --algo ppo --grid lr=1e-4,3e-4,1e-3 --grid clip_eps=0.1,0.2 --seeds 4 --out runs/s
+    python -m purejaxpg sweep --algo ppo --random lr=loguniform:1e-4:1e-2 --samples 8 --seeds 4 --out runs/r
 
 Every setting of the run, the algorithm and its hyperparameters is a flag (``--lr 1e-3``,
 ``--num-envs 16``, ``--no-anneal-lr``, ``--hidden 128,128``); ``python -m purejaxpg train --algo
-ppo --help`` lists them with their defaults.
+ppo --help`` lists them with their defaults. Bad input exits with status 2 and a message that
+names the setting.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import platform
@@ -46,6 +52,13 @@ def _add_setting_flags(parser: argparse.ArgumentParser, algo_cls: type) -> None:
             group.add_argument(flag, dest=name, type=str, default=None, help=help_text)
 
 
+def _overrides(args: argparse.Namespace, algo_cls: type) -> dict[str, Any]:
+    from purejaxpg import experiment
+
+    return {name: getattr(args, name) for name in experiment.settings_fields(algo_cls)
+            if name != "env_id" and getattr(args, name, None) is not None}
+
+
 def _algo_from_argv(argv: list[str]) -> str:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--algo", default="ppo")
@@ -53,8 +66,13 @@ def _algo_from_argv(argv: list[str]) -> str:
     return known.algo
 
 
-def _print_progress(total_iterations: int, batch_size: int, num_runs: int):
-    state = {"iteration": 0, "start": time.perf_counter()}
+def _error(message: Any) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _print_progress(total_iterations: int, batch_size: int, num_runs: int, done: int = 0):
+    state = {"iteration": done}
 
     def callback(metrics: dict, runner: Any, elapsed: float) -> None:
         from purejaxpg import results
@@ -84,17 +102,16 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def cmd_train(argv: list[str]) -> int:
-    from purejaxpg import algorithms, experiment, plotting, results, train
-    from purejaxpg.config import ConfigError
+# ------------------------------------------------------------------------------------------------
+# train
+# ------------------------------------------------------------------------------------------------
 
-    algo_name = _algo_from_argv(argv)
-    try:
-        algo_cls = algorithms.get(algo_name)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    parser = argparse.ArgumentParser(prog="python -m purejaxpg train", description="Train seeds of one algorithm in one compiled call.")
+
+def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
+    from purejaxpg import algorithms
+
+    parser = argparse.ArgumentParser(prog="python -m purejaxpg train",
+                                     description="Train seeds of one algorithm in one compiled call.")
     parser.add_argument("--algo", default="ppo", help=f"one of {', '.join(sorted(algorithms.ALGORITHMS))}")
     parser.add_argument("--env", default="CartPole-v1", help="gymnax environment id")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped in one call")
@@ -102,52 +119,297 @@ def cmd_train(argv: list[str]) -> int:
     parser.add_argument("--out", default=None, help="output folder (config.json, metrics.csv, summary.json, learning_curve.png)")
     parser.add_argument("--chunk-iterations", type=int, default=None, help="iterations per compiled chunk; progress is printed between chunks (default: about 20 chunks)")
     parser.add_argument("--no-presets", action="store_true", help="ignore the per-environment presets")
-    _add_setting_flags(parser, algo_cls)
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                        help="save the whole run state to OUT/checkpoints every K chunks (and at the end); needs --out")
+    parser.add_argument("--keep-checkpoints", type=int, default=2, metavar="N", help="newest checkpoints kept (default 2)")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run saved in DIR (its settings and newest checkpoint); writes into DIR")
+    parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N",
+                        help="stop after N chunks of this call, once checkpointed (for tests and jobs of limited wall time)")
+    if algo_cls is not None:
+        _add_setting_flags(parser, algo_cls)
+    return parser
+
+
+def _positive(parser_name: str, value: int | None) -> str | None:
+    if value is not None and value < 1:
+        return f"{parser_name} {value}: must be at least 1"
+    return None
+
+
+def cmd_train(argv: list[str]) -> int:
+    from purejaxpg import algorithms, experiment, train
+    from purejaxpg.config import ConfigError
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--resume", default=None)
+    if pre.parse_known_args(argv)[0].resume is not None:
+        return _resume(argv)
+    algo_name = _algo_from_argv(argv)
+    try:
+        algo_cls = algorithms.get(algo_name)
+    except ConfigError as err:
+        return _error(err)
+    parser = _train_parser(algo_cls)
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give at least one seed")
-    overrides = {name: getattr(args, name) for name in experiment.settings_fields(algo_cls)
-                 if name != "env_id" and getattr(args, name, None) is not None}
+    for flag, value in (("--chunk-iterations", args.chunk_iterations), ("--checkpoint-every", args.checkpoint_every),
+                        ("--keep-checkpoints", args.keep_checkpoints), ("--stop-after-chunks", args.stop_after_chunks)):
+        if (message := _positive(flag, value)) is not None:
+            return _error(message)
+    if args.checkpoint_every is not None and not args.out:
+        return _error("--checkpoint-every needs --out DIR (the checkpoints go to DIR/checkpoints)")
+    if args.stop_after_chunks is not None and args.checkpoint_every is None:
+        return _error("--stop-after-chunks needs --checkpoint-every (a stopped run continues from its checkpoint)")
     try:
-        algo, config, hparams = experiment.build(algo_name, args.env, overrides, use_presets=not args.no_presets)
+        algo, config, hparams = experiment.build(algo_name, args.env, _overrides(args, algo_cls),
+                                                 use_presets=not args.no_presets)
         trainer = train.make_train(algo, config, hparams)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _error(err)
     chunk = args.chunk_iterations or max(1, -(-config.num_iterations // 20))
     description = experiment.describe(algo, config, hparams)
     description.update(seeds=args.seeds, seed=args.seed, chunk_iterations=chunk, versions=_versions())
+    if args.checkpoint_every is not None:
+        description.update(checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
     print(f"purejaxpg: {algo.name} on {config.env_id}, {args.seeds} seed(s) x {config.num_iterations} iterations "
           f"x {config.batch_size} steps ({config.num_envs} envs x {config.num_steps} steps)", flush=True)
     callback = _print_progress(config.num_iterations, config.batch_size, args.seeds)
-    result = train.run_chunked(trainer, train.seed_keys(args.seed, args.seeds), hparams,
-                               chunk_iterations=chunk, callback=callback)
-    finals = results.final_returns(result.metrics)
+    keys = train.seed_keys(args.seed, args.seeds)
+    if args.checkpoint_every is None:
+        result = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk, callback=callback)
+        return _finish_train(args.out, description, result.metrics, result.steps_per_second,
+                             result.compile_seconds, result.run_seconds)
+    _write_config(args.out, description)
+    return _run_checkpointed(trainer, keys, hparams, args.out, description, chunk, args.checkpoint_every,
+                             args.keep_checkpoints, callback, args.stop_after_chunks)
+
+
+def _write_config(out: str, description: dict) -> None:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as fh:
+        json.dump(description, fh, indent=2)
+
+
+def _run_checkpointed(trainer, keys, hparams, out: str, description: dict, chunk: int, every: int, keep: int,
+                      callback, stop_after_chunks: int | None, resume=None) -> int:
+    from purejaxpg import checkpoint
+
+    done = checkpoint.run(trainer, keys, hparams, os.path.join(out, "checkpoints"), description,
+                          chunk_iterations=chunk, every=every, keep=keep, callback=callback,
+                          stop_after_chunks=stop_after_chunks, resume=resume)
+    if not done.finished:
+        iteration = int(np.asarray(done.runner.iteration).reshape(-1)[0])
+        print(f"stopped after {stop_after_chunks} chunk(s) at iteration {iteration}/{trainer.num_iterations}; "
+              f"checkpoint {done.checkpoint}; continue with: python -m purejaxpg train --resume {out}", flush=True)
+        return 0
+    return _finish_train(out, description, done.metrics, done.steps_per_second, done.compile_seconds,
+                         done.run_seconds)
+
+
+def _finish_train(out: str | None, description: dict, metrics: dict, steps_per_second: float,
+                  compile_seconds: float, run_seconds: float) -> int:
+    """Print the final summary; write config.json, metrics.csv, summary.json, learning_curve.png."""
+    from purejaxpg import plotting, results
+
+    algo_name, env_id, num_seeds = description["algo"], description["train"]["env_id"], description["seeds"]
+    finals = results.final_returns(metrics)
     summary = {
-        "algo": algo.name, "env_id": config.env_id, "seeds": args.seeds,
-        "env_steps_per_seed": int(result.metrics["env_steps"][0, -1]),
+        "algo": algo_name, "env_id": env_id, "seeds": num_seeds,
+        "env_steps_per_seed": int(metrics["env_steps"][0, -1]),
         "final_return_per_seed": [float(x) for x in finals],
         "final_return": results.summarize(finals),
-        "steps_per_second": result.steps_per_second,
-        "compile_seconds": result.compile_seconds,
-        "run_seconds": result.run_seconds,
+        "steps_per_second": steps_per_second,
+        "compile_seconds": compile_seconds,
+        "run_seconds": run_seconds,
     }
     print(f"final return (last 10% of iterations): mean {summary['final_return']['mean']:.2f}, "
-          f"worst {summary['final_return']['worst']:.2f} | {result.steps_per_second:,.0f} steps/s | "
-          f"compile {result.compile_seconds:.1f} s", flush=True)
+          f"worst {summary['final_return']['worst']:.2f} | {steps_per_second:,.0f} steps/s | "
+          f"compile {compile_seconds:.1f} s", flush=True)
+    if out:
+        table = results.tidy(metrics, {"seed": np.arange(num_seeds)}).drop(columns="run")
+        _write_config(out, description)
+        table.to_csv(os.path.join(out, "metrics.csv"), index=False)
+        with open(os.path.join(out, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2)
+        plotting.learning_curves({algo_name: metrics}, os.path.join(out, "learning_curve.png"),
+                                 title=f"{algo_name} on {env_id}")
+        print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png")
+    return 0
+
+
+def _resume(argv: list[str]) -> int:
+    """``train --resume DIR``: the saved settings and newest intact checkpoint of DIR."""
+    from purejaxpg import checkpoint
+    from purejaxpg.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m purejaxpg train --resume DIR",
+                                     description="Continue a checkpointed run with its saved settings.")
+    parser.add_argument("--resume", required=True, metavar="DIR")
+    parser.add_argument("--chunk-iterations", type=int, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K")
+    parser.add_argument("--keep-checkpoints", type=int, default=None, metavar="N")
+    parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        return _error(f"--resume continues the run with the settings saved in {args.resume}; "
+                      f"{' '.join(extra)} cannot be given with it (start a new run to change settings)")
+    for flag, value in (("--chunk-iterations", args.chunk_iterations), ("--checkpoint-every", args.checkpoint_every),
+                        ("--keep-checkpoints", args.keep_checkpoints), ("--stop-after-chunks", args.stop_after_chunks)):
+        if (message := _positive(flag, value)) is not None:
+            return _error(message)
+    folder = os.path.join(args.resume, "checkpoints")
+    try:
+        ckpt = checkpoint.restore(folder)
+    except (checkpoint.CheckpointError, ConfigError) as err:
+        return _error(f"--resume {args.resume}: {err}")
+    description = dict(ckpt.settings)
+    trainer = ckpt.trainer
+    chunk = args.chunk_iterations or description.get("chunk_iterations")
+    every = args.checkpoint_every or description.get("checkpoint_every", 1)
+    keep = args.keep_checkpoints or description.get("keep_checkpoints", 2)
+    description.update(chunk_iterations=chunk, checkpoint_every=every, keep_checkpoints=keep)
+    description.setdefault("resumed_from_iterations", []).append(ckpt.iteration)
+    num_runs = int(np.asarray(ckpt.runner.iteration).shape[0])
+    config = trainer.config
+    print(f"purejaxpg: resuming {trainer.algo.name} on {config.env_id} from {ckpt.path} at iteration "
+          f"{ckpt.iteration}/{config.num_iterations} ({num_runs} run(s))", flush=True)
+    callback = _print_progress(config.num_iterations, config.batch_size, num_runs, done=ckpt.iteration)
+    return _run_checkpointed(trainer, ckpt.runner.key, ckpt.hparams, args.resume, description, chunk, every, keep,
+                             callback, args.stop_after_chunks, resume=ckpt)
+
+
+# ------------------------------------------------------------------------------------------------
+# sweep
+# ------------------------------------------------------------------------------------------------
+
+
+def _parse_assignment(text: str, flag: str) -> tuple[str, str]:
+    from purejaxpg.config import ConfigError
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ConfigError(f"{flag} {text!r}: write NAME=VALUES, e.g. {flag} lr=1e-4,3e-4"
+                          if flag == "--grid" else f"{flag} {text!r}: write NAME=KIND:LOW:HIGH, e.g. {flag} lr=loguniform:1e-4:1e-2")
+    return name.strip().replace("-", "_"), value.strip()
+
+
+def cmd_sweep(argv: list[str]) -> int:
+    from purejaxpg import algorithms, sweep
+    from purejaxpg.config import ConfigError
+
+    algo_name = _algo_from_argv(argv)
+    try:
+        algo_cls = algorithms.get(algo_name)
+    except ConfigError as err:
+        return _error(err)
+    parser = argparse.ArgumentParser(
+        prog="python -m purejaxpg sweep",
+        description="Sweep dynamic hyperparameters x seeds of one algorithm in one compiled, vmapped call.")
+    parser.add_argument("--algo", default="ppo", help=f"one of {', '.join(sorted(algorithms.ALGORITHMS))}")
+    parser.add_argument("--env", default="CartPole-v1", help="gymnax environment id")
+    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                        help="a swept hyperparameter and its values (repeat for a cartesian product)")
+    parser.add_argument("--random", action="append", default=[], metavar="NAME=KIND:LOW:HIGH",
+                        help="a randomly searched hyperparameter, KIND uniform or loguniform (repeatable)")
+    parser.add_argument("--samples", type=int, default=None, help="configurations drawn for --random")
+    parser.add_argument("--search-seed", type=int, default=0, help="seed of the --random draw")
+    parser.add_argument("--seeds", type=int, default=4, help="seeds per configuration")
+    parser.add_argument("--seed", type=int, default=0, help="base seed; seed s uses fold_in(PRNGKey(seed), s)")
+    parser.add_argument("--out", default=None, help="output folder (results.csv, summary.csv, summary.json, config.json, sweep.png)")
+    parser.add_argument("--chunk-iterations", type=int, default=None, help="iterations per compiled chunk (default: about 20 chunks)")
+    parser.add_argument("--no-presets", action="store_true", help="ignore the per-environment presets")
+    parser.add_argument("--plot-x", default=None, metavar="NAME", help="x axis of sweep.png (default: first swept name)")
+    parser.add_argument("--plot-lines", default=None, metavar="NAME", help="one line per value of NAME (grid only)")
+    _add_setting_flags(parser, algo_cls)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        return _error(f"--seeds {args.seeds}: give at least one seed")
+    if (message := _positive("--chunk-iterations", args.chunk_iterations)) is not None:
+        return _error(message)
+    try:
+        if bool(args.grid) == bool(args.random):
+            raise ConfigError("give either --grid NAME=V1,V2 (repeatable) or --random NAME=KIND:LOW:HIGH with --samples N")
+        overrides = _overrides(args, algo_cls)
+        common = dict(seeds=args.seeds, overrides=overrides, seed=args.seed, use_presets=not args.no_presets)
+        if args.grid:
+            if args.samples is not None:
+                raise ConfigError("--samples goes with --random, not with --grid")
+            grid = {}
+            for text in args.grid:
+                name, values = _parse_assignment(text, "--grid")
+                try:
+                    grid[name] = [float(v) for v in values.split(",") if v.strip()]
+                except ValueError:
+                    raise ConfigError(f"--grid {text!r}: the values of {name} must be numbers") from None
+            sweep.check_dynamic(algo_name, list(grid))
+            configs, kind = sweep.grid_configs(grid), "grid"
+        else:
+            if args.samples is None or args.samples < 1:
+                raise ConfigError("--random needs --samples N (N >= 1)")
+            space = dict(_parse_assignment(text, "--random") for text in args.random)
+            sweep.check_dynamic(algo_name, list(space))
+            try:
+                configs, kind = sweep.random_configs(space, args.samples, args.search_seed), "random"
+            except ConfigError as err:
+                raise ConfigError(f"--random: {err}") from None
+        config = _validate_sweep(algo_name, args.env, configs, overrides, not args.no_presets)
+        for name in (args.plot_x, args.plot_lines):
+            if name is not None and name.replace("-", "_") not in configs[0]:
+                raise ConfigError(f"--plot-x/--plot-lines {name!r} was not swept; pick one of {list(configs[0])}")
+    except ConfigError as err:
+        return _error(err)
+    print(f"purejaxpg: sweep of {algo_name} on {args.env}: {len(configs)} configuration(s) x {args.seeds} seed(s) "
+          f"= {len(configs) * args.seeds} runs in one compiled call", flush=True)
+    num_runs = len(configs) * args.seeds
+    chunk = args.chunk_iterations or max(1, -(-config.num_iterations // 20))
+    callback = _print_progress(config.num_iterations, config.batch_size, num_runs)
+    result = sweep.run_configs(algo_name, args.env, configs, chunk_iterations=chunk, callback=callback, kind=kind,
+                               **common)
+    result.settings.update(chunk_iterations=chunk, versions=_versions())
+    _print_sweep_summary(result)
     if args.out:
         os.makedirs(args.out, exist_ok=True)
-        seeds = np.arange(args.seeds)
-        table = results.tidy(result.metrics, {"seed": seeds}).drop(columns="run")
-        table.to_csv(os.path.join(args.out, "metrics.csv"), index=False)
-        with open(os.path.join(args.out, "config.json"), "w") as fh:
-            json.dump(description, fh, indent=2)
-        with open(os.path.join(args.out, "summary.json"), "w") as fh:
-            json.dump(summary, fh, indent=2)
-        plotting.learning_curves({f"{algo.name}": result.metrics}, os.path.join(args.out, "learning_curve.png"),
-                                 title=f"{algo.name} on {config.env_id}")
-        print(f"wrote {args.out}/config.json, metrics.csv, summary.json, learning_curve.png")
+        result.save(args.out, plot=False)
+        result.plot(os.path.join(args.out, "sweep.png"),
+                    x=args.plot_x.replace("-", "_") if args.plot_x else None,
+                    lines=args.plot_lines.replace("-", "_") if args.plot_lines else None)
+        print(f"wrote {args.out}/results.csv, summary.csv, summary.json, config.json, sweep.png")
     return 0
+
+
+def _validate_sweep(algo_name: str, env_id: str, configs: list[dict], overrides: dict, use_presets: bool):
+    """Every check of :func:`purejaxpg.sweep.run_configs` that needs no compile (settings, ranges),
+    before the long part; returns the run's ``TrainConfig``."""
+    import dataclasses
+
+    from purejaxpg import experiment, train
+    from purejaxpg.config import ConfigError
+
+    both = [n for n in configs[0] if n in overrides]
+    if both:
+        raise ConfigError(f"{both[0]!r} is both swept and set by --{both[0].replace('_', '-')}; keep it in one place")
+    algo, config, base = experiment.build(algo_name, env_id, overrides, use_presets=use_presets)
+    swept = {n: np.asarray([c[n] for c in configs], np.float32) for n in configs[0]}
+    train.make_train(algo, config, dataclasses.replace(base, **swept))
+    return config
+
+
+def _print_sweep_summary(result) -> None:
+    import pandas as pd
+
+    shown = result.summary.sort_values("final_return_mean", ascending=False)
+    with pd.option_context("display.max_columns", None, "display.width", 160):
+        print(shown.head(20).to_string(index=False))
+    if result.best is None:
+        print("no configuration finished an episode; no best configuration")
+    else:
+        values = ", ".join(f"{n}={result.best[n]:g}" for n in result.names)
+        print(f"best: config {result.best['config']} ({values}): final return mean "
+              f"{result.best['final_return_mean']:.2f} [{result.best['ci95_low']:.2f}, {result.best['ci95_high']:.2f}], "
+              f"worst seed {result.best['final_return_worst']:.2f} | {result.steps_per_second:,.0f} steps/s | "
+              f"compile {result.compile_seconds:.1f} s", flush=True)
 
 
 def cmd_list(argv: list[str]) -> int:
@@ -158,17 +420,23 @@ def cmd_list(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "list": cmd_list}
+COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "list": cmd_list}
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a command; returns the exit status (0 ok, 2 bad input) instead of exiting, so it can be
+    called in-process (``main(["train", "--total-timesteps", "1024"])``)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(f"usage: python -m purejaxpg {{{','.join(COMMANDS)}}} [options]\n"
-              "  train  train seeds of an algorithm (python -m purejaxpg train --help)\n"
+              "  train  train seeds of an algorithm; checkpoint and resume (python -m purejaxpg train --help)\n"
+              "  sweep  grid or random search of hyperparameters x seeds in one call (python -m purejaxpg sweep --help)\n"
               "  list   list algorithms and environments")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except SystemExit as exit_:  # argparse: --help (0) and malformed flags (2)
+        return exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 2)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,10 @@ class TrainConfig:
       normalize_obs: keep running observation statistics in the training state and feed the
         policy and critic ``clip((obs - mean) / std, -10, 10)``; statistics are frozen during a
         rollout and merged after it.
+      normalize_rewards: divide rewards by the running std of the discounted return (discount
+        ``reward_norm_gamma``), as SB3's VecNormalize and PureJaxRL's continuous PPO do; episode
+        returns in the metrics stay raw.
+      reward_norm_gamma: the discount of that running return.
       check_finite: opt-in guard: the host stops the run with an error naming the iteration and
         the metric that went non-finite.
     """
@@ -105,6 +109,8 @@ class TrainConfig:
     num_steps: int = 128
     total_timesteps: int = 500_000
     normalize_obs: bool = False
+    normalize_rewards: bool = False
+    reward_norm_gamma: float = 0.99
     check_finite: bool = False
 
     @property
@@ -124,6 +130,8 @@ class TrainConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ConfigError(f"{name}={value!r} must be a positive integer.")
+        if not 0.0 <= self.reward_norm_gamma <= 1.0:
+            raise ConfigError(f"reward_norm_gamma={self.reward_norm_gamma} must lie in [0, 1].")
         if self.total_timesteps < self.batch_size:
             raise ConfigError(
                 f"total_timesteps={self.total_timesteps} is smaller than one batch "

@@ -170,6 +170,8 @@ class EnvLoopState:
       episode_return: ``[N]`` undiscounted return of the episode in progress.
       episode_length: ``[N]`` steps taken in the episode in progress.
       obs_stats: running observation statistics (shape of one observation).
+      return_stats: running statistics (scalar) of the discounted return, for reward scaling.
+      discounted_return: ``[N]`` discounted return of the episode in progress, for return_stats.
     """
 
     env_state: Any
@@ -177,6 +179,8 @@ class EnvLoopState:
     episode_return: jax.Array
     episode_length: jax.Array
     obs_stats: RunningMeanStd
+    return_stats: RunningMeanStd
+    discounted_return: jax.Array
 
 
 @struct.dataclass
@@ -198,7 +202,7 @@ class StepOutput:
 
 
 def reset(env, env_params, spec: EnvSpec, key: jax.Array, num_envs: int, group_size: int = 1,
-          obs_stats: RunningMeanStd | None = None) -> EnvLoopState:
+          previous: EnvLoopState | None = None) -> EnvLoopState:
     """Reset ``num_envs`` environments.
 
     Args:
@@ -206,14 +210,36 @@ def reset(env, env_params, spec: EnvSpec, key: jax.Array, num_envs: int, group_s
       num_envs: N (static).
       group_size: G (static, divides N): envs ``[g*G, (g+1)*G)`` share a reset key and so start
         from the same state (GRPO's groups); their later step keys differ. 1 = independent envs.
-      obs_stats: observation statistics to keep (default: fresh ones).
+      previous: a loop state whose normalisation statistics are kept (default: fresh ones).
     """
     group_keys = jax.random.split(key, num_envs // group_size)
     keys = jnp.repeat(group_keys, group_size, axis=0)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
-    stats = RunningMeanStd.create(spec.obs_shape) if obs_stats is None else obs_stats
+    if previous is None:
+        obs_stats, return_stats = RunningMeanStd.create(spec.obs_shape), RunningMeanStd.create(())
+    else:
+        obs_stats, return_stats = previous.obs_stats, previous.return_stats
     zeros = jnp.zeros((num_envs,), jnp.float32)
-    return EnvLoopState(env_state, obs.astype(jnp.float32), zeros, zeros.astype(jnp.int32), stats)
+    return EnvLoopState(env_state, obs.astype(jnp.float32), zeros, zeros.astype(jnp.int32), obs_stats,
+                        return_stats, zeros)
+
+
+def scale_rewards(loop: EnvLoopState, reward: jax.Array, done: jax.Array, gamma: float):
+    """Divide rewards by the running std of the discounted return (as SB3's VecNormalize does).
+
+    The running discounted return R_t = gamma R_{t-1} + r_t (reset after an episode ends) is
+    computed over the batch with a scan over T, merged into ``loop.return_stats``, and the batch's
+    rewards are divided by sqrt(var(R) + 1e-8). Returns ``(new_loop, scaled_reward [T, N])``.
+    """
+
+    def accumulate(running, step):
+        r, d = step
+        running = running * gamma + r
+        return jnp.where(d, 0.0, running), running
+
+    last, discounted = jax.lax.scan(accumulate, loop.discounted_return, (reward, done))
+    stats = loop.return_stats.update(discounted)
+    return loop.replace(return_stats=stats, discounted_return=last), reward / jnp.sqrt(stats.var + 1e-8)
 
 
 def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, key: jax.Array):

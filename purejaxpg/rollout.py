@@ -54,7 +54,7 @@ ActFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
 
 
 def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopState, key: jax.Array,
-            num_steps: int, normalize_obs: bool = False, unroll: int = 1):
+            num_steps: int, normalize_obs: bool = False, unroll: int = 1, reward_scale_gamma: float | None = None):
     """Run ``num_steps`` steps of the vectorised environments under a policy.
 
     Observation statistics are frozen for the whole rollout (so every observation in the batch
@@ -68,6 +68,9 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
       num_steps: T (static).
       normalize_obs: whether the policy sees normalised observations (static).
       unroll: ``lax.scan`` unroll factor (static; a speed knob, results are identical).
+      reward_scale_gamma: when set (static), the batch's rewards are divided by the running std of
+        the discounted return with this discount (`purejaxpg.envs.scale_rewards`); the episode
+        statistics stay in raw rewards.
     Returns:
       ``(new_loop, Transition)`` with leaves ``[T, N, ...]``.
     """
@@ -91,4 +94,7 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
     if normalize_obs:
         loop = loop.replace(obs_stats=stats.update(raw_obs))
         traj = traj.replace(next_obs=stats.normalize(traj.next_obs))
+    if reward_scale_gamma is not None:
+        loop, scaled = envs.scale_rewards(loop, traj.reward, traj.done, reward_scale_gamma)
+        traj = traj.replace(reward=scaled)
     return loop, traj

@@ -122,11 +122,11 @@ class Trainer:
         loop = runner.env
         group_size = getattr(self.algo, "episode_group_size", None)
         if group_size:  # episodic groups: every iteration starts from group-shared start states
-            loop = envs.reset(self.env, self.env_params, self.spec, reset_key, cfg.num_envs, group_size,
-                              loop.obs_stats)
+            loop = envs.reset(self.env, self.env_params, self.spec, reset_key, cfg.num_envs, group_size, loop)
         act = lambda obs, k: self.algo.act(runner.learner, obs, k)  # noqa: E731
         loop, batch = rollout.collect(act, self.env, self.env_params, self.spec, loop, rollout_key,
-                                      cfg.num_steps, cfg.normalize_obs)
+                                      cfg.num_steps, cfg.normalize_obs,
+                                      reward_scale_gamma=cfg.reward_norm_gamma if cfg.normalize_rewards else None)
         progress = runner.iteration.astype(jnp.float32) / cfg.num_iterations
         learner, algo_metrics = self.algo.update(runner.learner, batch, update_key, hparams, progress)
         metrics = {

@@ -124,3 +124,25 @@ def test_rollout_normalises_with_frozen_statistics():
     np.testing.assert_array_equal(traj.obs, traj.extras["obs"])
     # and the statistics were merged with the raw observations afterwards
     assert float(new_loop.obs_stats.count) == pytest.approx(float(before.count) + 64)
+
+
+def test_reward_scaling_matches_a_numpy_running_return():
+    env, params, spec = envs.make("CartPole-v1")
+    loop = envs.reset(env, params, spec, jax.random.PRNGKey(0), 3)
+    rng = np.random.default_rng(1)
+    reward = rng.normal(1.0, 2.0, size=(20, 3)).astype(np.float32)
+    done = rng.random((20, 3)) < 0.1
+    new_loop, scaled = envs.scale_rewards(loop, jnp.asarray(reward), jnp.asarray(done), 0.9)
+    running, seen = np.zeros(3), []
+    for t in range(20):
+        running = running * 0.9 + reward[t]
+        seen.append(running.copy())
+        running[done[t]] = 0.0
+    seen = np.stack(seen)
+    # prior: mean 0, var 1 with weight 1e-4
+    n = seen.size
+    mean = seen.mean() * n / (n + 1e-4)
+    var = (1e-4 * 1.0 + seen.var() * n + seen.mean() ** 2 * 1e-4 * n / (n + 1e-4)) / (n + 1e-4)
+    np.testing.assert_allclose(new_loop.return_stats.mean, mean, rtol=1e-4)
+    np.testing.assert_allclose(scaled, reward / np.sqrt(var + 1e-8), rtol=1e-4)
+    np.testing.assert_allclose(new_loop.discounted_return, running, rtol=1e-5)

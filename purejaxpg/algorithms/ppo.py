@@ -58,6 +58,7 @@ class PPO:
     #: env_id -> settings applied before the caller's overrides (defaults: the classic CartPole config)
     PRESETS: ClassVar[dict] = {
         "Pendulum-v1": dict(num_envs=100, num_steps=100, total_timesteps=1_000_000, normalize_obs=True,
+                            normalize_rewards=True,
                             num_epochs=10, num_minibatches=10, lr=1e-3, gamma=0.995, gae_lambda=0.95,
                             clip_eps=0.2, ent_coef=0.0, anneal_lr=False),
     }

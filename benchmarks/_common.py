@@ -1,0 +1,107 @@
+"""Shared helpers of the benchmark scripts: machine facts, timing purejaxpg, writing JSON."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(HERE, "results")
+sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    import importlib.metadata as md
+
+    import jax
+
+    versions = {}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "gymnax", "rejax", "numpy"):
+        try:
+            versions[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            names = [line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in jax.devices()],
+        "versions": versions,
+        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+    }
+
+
+def write_json(name: str, payload: dict[str, Any]) -> str:
+    os.makedirs(RESULTS, exist_ok=True)
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as fh:
+        json.dump({"machine": machine(), **payload}, fh, indent=2, default=_default)
+    return path
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_seeds: int, seed: int = 0,
+                   repeats: int = 1) -> dict[str, Any]:
+    """Train ``num_seeds`` vmapped seeds of an algorithm; compile time, steady steps/s, final returns.
+
+    The run is one compiled call (no chunks); with ``repeats > 1`` the same compiled executable
+    runs again and the best wall time counts.
+    """
+    from purejaxpg import experiment, results, train
+
+    algo, config, hparams = experiment.build(algo_name, env_id, overrides)
+    trainer = train.make_train(algo, config, hparams)
+    keys = train.seed_keys(seed, num_seeds)
+    best, compile_seconds, out = None, None, None
+    for _ in range(repeats):
+        out = train.run_chunked(trainer, keys, hparams)
+        compile_seconds = out.compile_seconds if compile_seconds is None else compile_seconds
+        best = out.run_seconds if best is None else min(best, out.run_seconds)
+    finals = results.final_returns(out.metrics)
+    steps = num_seeds * config.num_iterations * config.batch_size
+    return {
+        "library": "purejaxpg", "algo": algo_name, "env_id": env_id, "num_seeds": num_seeds,
+        "timesteps_per_seed": config.num_iterations * config.batch_size,
+        "num_envs": config.num_envs, "num_steps": config.num_steps,
+        "compile_s": compile_seconds, "train_s": best, "steps_per_second": steps / best,
+        "final_return": [float(x) for x in finals],
+        "final_return_mean": float(np.nanmean(finals)), "final_return_worst": float(np.nanmin(finals)),
+        "final_return_definition": "mean return of the episodes that ended in the last 10% of iterations",
+    }
+
+
+def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """A fixed-width text table; columns are (header, key, format)."""
+    head = " | ".join(h for h, _, _ in columns)
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        cells = []
+        for header, key, fmt in columns:
+            value = row.get(key, "")
+            cells.append(format(value, fmt).rjust(len(header)) if value != "" else "".rjust(len(header)))
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)

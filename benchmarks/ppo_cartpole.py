@@ -1,0 +1,80 @@
+"""PPO on CartPole-v1 at the classic config: purejaxpg vs rejax vs the raw env ceiling.
+
+Config (CleanRL / PureJaxRL): 4 envs x 128 steps, 5e5 steps, 4 epochs x 4 minibatches,
+lr 2.5e-4 linearly annealed, gamma 0.99, lambda 0.95, clip 0.2, ent 0.01, vf 0.5,
+global-norm clip 0.5, tanh 64x64. For 1 seed and 8 vmapped seeds, in one process:
+
+* purejaxpg PPO: compile time, env steps/s, final return per seed;
+* rejax PPO (optional: ``pip install ".[bench]"``) at the same config on the same gymnax envs;
+* raw gymnax stepping of the same env count with random actions (the ceiling).
+
+Optionally (``--pendulum``) PPO on Pendulum-v1 at 1e6 steps with the library's preset.
+
+    python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 2] [--pendulum] [--no-rejax]
+
+Writes ``benchmarks/results/ppo_cartpole.json``. Never asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import _common
+import peers
+
+CLASSIC = dict(num_envs=4, num_steps=128, total_timesteps=500_000, num_epochs=4, num_minibatches=4,
+               lr=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01,
+               vf_coef=0.5, max_grad_norm=0.5, hidden=(64, 64), activation="tanh")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each compiled call; best counts")
+    parser.add_argument("--pendulum", action="store_true", help="also PPO on Pendulum-v1 at 1e6 steps, 8 seeds")
+    parser.add_argument("--no-rejax", action="store_true")
+    args = parser.parse_args()
+
+    rows = []
+    for num_seeds in args.seeds:
+        ours = _common.time_purejaxpg("ppo", "CartPole-v1", CLASSIC, num_seeds, repeats=args.repeats)
+        rows.append(ours)
+        print(f"purejaxpg ppo, {num_seeds} seed(s): {ours['steps_per_second']:,.0f} steps/s, "
+              f"compile {ours['compile_s']:.1f} s, final return mean {ours['final_return_mean']:.1f} "
+              f"worst {ours['final_return_worst']:.1f}", flush=True)
+        if not args.no_rejax:
+            try:
+                theirs = peers.rejax_ppo(
+                    "CartPole-v1", num_seeds=num_seeds, total_timesteps=CLASSIC["total_timesteps"],
+                    num_envs=4, num_steps=128, num_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
+                    anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
+                    max_grad_norm=0.5, hidden=(64, 64), activation="tanh", repeats=args.repeats)
+                theirs.update(library="rejax", compile_s=theirs.get("lower_compile_s", theirs.get("compile_s")),
+                              final_return_worst=min(theirs["final_return"]))
+                theirs["ratio_purejaxpg_over_rejax"] = ours["steps_per_second"] / theirs["steps_per_second"]
+                rows.append(theirs)
+                print(f"rejax ppo,     {num_seeds} seed(s): {theirs['steps_per_second']:,.0f} steps/s "
+                      f"(purejaxpg/rejax = {theirs['ratio_purejaxpg_over_rejax']:.2f}x)", flush=True)
+            except ImportError:
+                print("rejax not installed: pip install '.[bench]'")
+        ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=4, num_steps=250_000, num_seeds=num_seeds)
+        ceiling.update(library="gymnax (random actions)", algo="ceiling")
+        rows.append(ceiling)
+        print(f"raw env ceiling, {num_seeds} seed(s) x 4 envs: {ceiling['steps_per_second']:,.0f} steps/s", flush=True)
+    if args.pendulum:
+        pend = _common.time_purejaxpg("ppo", "Pendulum-v1", {}, 8, repeats=1)
+        rows.append(pend)
+        print(f"purejaxpg ppo Pendulum-v1 (preset, 1e6 steps, 8 seeds): final return mean "
+              f"{pend['final_return_mean']:.1f}, worst {pend['final_return_worst']:.1f}, "
+              f"{pend['steps_per_second']:,.0f} steps/s", flush=True)
+
+    print()
+    print(_common.table(rows, [("library", "library", ""), ("algo", "algo", ""), ("env", "env_id", ""),
+                               ("seeds", "num_seeds", "d"), ("steps/s", "steps_per_second", ",.0f"),
+                               ("compile s", "compile_s", ".1f"), ("mean return", "final_return_mean", ".1f"),
+                               ("worst", "final_return_worst", ".1f")]))
+    print("wrote", _common.write_json("ppo_cartpole", {"config": CLASSIC, "rows": rows}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""PPO with a KL penalty instead of a clip (Schulman et al. 2017, sec. 4, "adaptive KL penalty").
+
+Per iteration: GAE(gamma, lambda) advantages under the current critic, the old policy pi_old
+recomputed from the pre-update parameters on the batch (held constant), then ``num_epochs``
+passes over ``num_minibatches`` shuffled minibatches minimising
+
+    L = -mean(r A) + beta * mean(KL(pi_old(.|s) || pi_theta(.|s))) + vf_coef * L_V - ent_coef * mean(H[pi]),
+
+r = pi_theta(a|s) / pi_old(a|s), KL the analytic divergence between the two distributions
+(``Distribution.kl``), L_V the squared error to the TD(lambda) targets. After the epochs the mean KL
+d = mean_s KL(pi_old || pi_new) over the whole batch is measured and (``objective="adaptive"``)
+
+    beta <- beta / 2 if d < kl_target / 1.5,   beta <- 2 beta if d > 1.5 kl_target,
+
+clipped to [beta_min, beta_max] (:func:`purejaxpg.objectives.adaptive_kl_beta`). With
+``objective="fixed"`` beta stays at ``beta_init``: the KL-regularised ("exact") objective
+max E[r A] - beta KL of the lecture notes. beta lives in the learner state, so it is carried
+through the compiled loop, checkpoints and vmapped sweeps like the parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from purejaxpg import objectives, returns
+from purejaxpg.algorithms import common
+from purejaxpg.config import ConfigError, hp, hparams
+
+OBJECTIVES = ("adaptive", "fixed")
+
+
+@hparams
+class PPOKLHParams:
+    """Dynamic hyperparameters of PPO with a KL penalty (arrays; vmap over them for sweeps)."""
+
+    lr: float = hp(2.5e-4, low=0.0, low_open=True, doc="Adam learning rate (initial, when annealed).")
+    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
+    gae_lambda: float = hp(0.95, low=0.0, high=1.0, doc="GAE lambda.")
+    beta_init: float = hp(1.0, low=0.0, doc="Initial KL-penalty coefficient beta (the fixed one when "
+                                            "objective='fixed').")
+    kl_target: float = hp(0.01, low=0.0, low_open=True, doc="Target KL d_targ of the adaptive rule "
+                                                           "(Schulman et al. try 0.003, 0.01, 0.03).")
+    beta_min: float = hp(1e-4, low=0.0, low_open=True, doc="Lower bound of the adapted beta (halving never "
+                                                          "underflows to 0, from which doubling could not recover).")
+    beta_max: float = hp(1e4, low=0.0, low_open=True, doc="Upper bound of the adapted beta.")
+    ent_coef: float = hp(0.0, low=0.0, doc="Entropy bonus coefficient.")
+    vf_coef: float = hp(0.5, low=0.0, doc="Value loss coefficient.")
+    max_grad_norm: float = hp(0.5, low=0.0, low_open=True, doc="Global-norm gradient clip.")
+
+
+@struct.dataclass
+class KLPenaltyState:
+    """Learner state of :class:`PPOKL`: actor-critic parameters and the current penalty beta (scalar)."""
+
+    actor_critic: common.ActorCriticState
+    beta: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOKL:
+    """PPO with an (adaptive) KL penalty; the fields are its static settings.
+
+    Attributes:
+      objective: ``"adaptive"`` (beta adapted to hit ``kl_target``) or ``"fixed"`` (beta = beta_init).
+      num_epochs: passes over the batch per iteration.
+      num_minibatches: minibatches per pass; must divide num_envs * num_steps.
+      hidden, activation: MLP shape of both the actor and the critic.
+      anneal_lr: linearly anneal the learning rate to 0 over the run.
+      normalize_advantages: standardise advantages within each minibatch.
+      log_std_init: initial log std of a Gaussian policy.
+      adam_eps: Adam's epsilon.
+    """
+
+    name: ClassVar[str] = "ppo_kl"
+    HParams: ClassVar[type] = PPOKLHParams
+    discrete: ClassVar[bool | None] = None  # both action kinds
+    #: env_id -> settings applied before the caller's overrides (defaults: the classic CartPole config)
+    PRESETS: ClassVar[dict] = {
+        "CartPole-v1": dict(num_envs=4, num_steps=128, total_timesteps=500_000, num_epochs=4, num_minibatches=4,
+                            lr=2.5e-4, anneal_lr=True, ent_coef=0.01, kl_target=0.01),
+        "Pendulum-v1": dict(num_envs=100, num_steps=100, total_timesteps=1_000_000, normalize_obs=True,
+                            num_epochs=10, num_minibatches=10, lr=1e-3, gamma=0.995, gae_lambda=0.95,
+                            ent_coef=0.0, kl_target=0.01, anneal_lr=False),
+    }
+
+    objective: str = "adaptive"
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    anneal_lr: bool = True
+    normalize_advantages: bool = True
+    log_std_init: float = 0.0
+    adam_eps: float = 1e-5
+
+    def validate(self, spec, config) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"objective={self.objective!r} is not one of {OBJECTIVES}; use 'adaptive' "
+                              "(adaptive KL penalty) or 'fixed' (constant beta = beta_init).")
+        common.check_action_space(self.name, spec, self.discrete)
+        common.check_minibatches(config, self.num_minibatches)
+
+    def init(self, key, spec, hparams: PPOKLHParams) -> KLPenaltyState:
+        actor_critic = common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
+                                                common.adam(1.0, self.adam_eps))
+        return KLPenaltyState(actor_critic, jnp.asarray(hparams.beta_init, jnp.float32))
+
+    def act(self, state: KLPenaltyState, obs, key):
+        return common.sample_action(state.actor_critic, obs, key)
+
+    def loss(self, params, state: common.ActorCriticState, minibatch: dict, beta, hparams: PPOKLHParams):
+        """KL-penalised loss on a flat minibatch ``{obs, action, log_prob, old_dist, advantage, target}``.
+
+        ``old_dist`` holds pi_old's distribution parameters ``[B, ...]`` (constants); ``beta`` is a scalar.
+        """
+        dist = state.dist(minibatch["obs"], params)
+        log_prob = dist.log_prob(minibatch["action"])
+        advantages = minibatch["advantage"]
+        if self.normalize_advantages:
+            advantages = returns.standardize(advantages)
+        kl = minibatch["old_dist"].kl(dist)  # KL(pi_old || pi_theta), analytic, per state
+        policy_loss = objectives.kl_penalty_loss(log_prob, minibatch["log_prob"], advantages, kl, beta)
+        value_loss = objectives.value_loss(state.value(minibatch["obs"], params), minibatch["target"])
+        entropy = jnp.mean(dist.entropy())
+        loss = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+        metrics = {
+            "policy_loss": policy_loss,
+            "value_loss": value_loss,
+            "entropy": entropy,
+            "minibatch_kl": jnp.mean(kl),
+        }
+        return loss, metrics
+
+    def update(self, state: KLPenaltyState, batch, key, hparams: PPOKLHParams, progress):
+        ac = state.actor_critic
+        advantages, targets, _ = common.gae_targets(ac, batch, hparams.gamma, hparams.gae_lambda)
+        old_dist = jax.lax.stop_gradient(ac.dist(batch.obs))
+        data = common.flatten_batch({
+            "obs": batch.obs, "action": batch.action, "log_prob": batch.extras["log_prob"],
+            "old_dist": old_dist, "advantage": advantages, "target": targets,
+        })
+        lr = hparams.lr * (1.0 - progress) if self.anneal_lr else hparams.lr
+        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
+
+        def minibatch_update(carry, minibatch):
+            params, opt_state = carry
+            grads, metrics = jax.grad(self.loss, has_aux=True)(params, ac, minibatch, state.beta, hparams)
+            params, opt_state, grad_norm = common.apply_updates(tx, grads, opt_state, params, lr)
+            return (params, opt_state), {**metrics, "grad_norm": grad_norm}
+
+        (params, opt_state), metrics = common.minibatch_epochs(
+            key, data, (ac.params, ac.opt_state), self.num_epochs, self.num_minibatches, minibatch_update)
+        # the measured KL of the whole update, on the whole batch
+        kl = jnp.mean(old_dist.kl(ac.dist(batch.obs, params)))
+        if self.objective == "adaptive":
+            beta = jnp.clip(objectives.adaptive_kl_beta(state.beta, kl, hparams.kl_target),
+                            hparams.beta_min, hparams.beta_max)
+        else:
+            beta = state.beta
+        new_state = KLPenaltyState(ac.replace(params=params, opt_state=opt_state), beta)
+        return new_state, {**metrics, "lr": lr, "beta": state.beta, "kl": kl}

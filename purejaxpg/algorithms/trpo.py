@@ -1,0 +1,262 @@
+"""Natural policy gradient (NPG) and trust region policy optimisation (TRPO).
+
+Both share one update (Kakade 2001; Schulman et al. 2015, "Trust Region Policy Optimization";
+the practical form of Spinning Up and Stable-Baselines3-contrib). Per iteration, on a ``[T, N]``
+batch collected by the current policy pi_old = pi_{theta_old}:
+
+1. GAE(gamma, lambda) advantages A under the current critic (`common.gae_targets`), standardised
+   over the batch (`returns.standardize`);
+2. the surrogate L(theta) = mean(pi_theta(a|s) / pi_old(a|s) * A) and its gradient
+   g = grad L(theta_old) (= the policy gradient, since the ratio is 1 at theta_old);
+3. x ~= (F + damping I)^{-1} g by ``cg_iters`` steps of conjugate gradient, where F v is the
+   Fisher-vector product J^T M J v of the batch's observations with pi_old held constant
+   (`natural.make_fisher_vector_product`, linearised once);
+4. the full step s = sqrt(2 delta / x^T (F + damping I) x) x, whose quadratic KL model is delta
+   (`natural.natural_step`);
+5. * NPG (Spinning Up's "normalised" NPG): theta = theta_old + s, no line search
+     (``normalize_step=False`` gives Kakade's fixed step theta_old + step_size * x);
+   * TRPO: backtracking line search over theta_old + c^k s, k = 0..K-1, all K candidates
+     evaluated at once under ``vmap``; the first with mean KL(pi_old || pi_candidate) <= delta and
+     a positive surrogate improvement is taken, and theta_old is kept bit-for-bit when none is
+     (`natural.backtracking_line_search`);
+6. the critic V is fitted to the TD(lambda) targets A^GAE + V_old with Adam for ``critic_epochs``
+   passes of ``critic_minibatches`` minibatches (`common.minibatch_epochs`).
+
+The policy has no optimiser; the state's ``opt_state`` is an Adam state over the CRITIC's
+parameters only (see :func:`init_critic_optimizer`).
+
+Metrics per iteration: ``kl`` (mean KL(pi_old || pi_new) over the batch after the step; 0 when a
+line search keeps theta_old), ``surrogate_improvement`` (L(theta_new) - L(theta_old)),
+``cg_residual`` (||g - (F + damping I) x||), ``xFx``, ``step_norm`` (||s||, the full proposed
+step), ``value_loss`` (mean over the critic's minibatch steps), ``entropy`` (mean entropy of
+pi_old); TRPO also ``backtrack_index`` (the accepted k, -1 when none) and
+``line_search_failed`` (1.0 when no candidate qualified).
+
+Defaults are those of ``shared/REFERENCES.md``: delta 0.01, 10 CG iterations, damping 0.1,
+backtrack coefficient 0.8, 10 candidates, GAE lambda 0.97, critic Adam 1e-3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from purejaxpg import natural, objectives, returns
+from purejaxpg.algorithms import common
+from purejaxpg.config import hp, hparams
+
+
+@hparams
+class NaturalHParams:
+    """Dynamic hyperparameters shared by NPG and TRPO (arrays; vmap over them for sweeps)."""
+
+    max_kl: float = hp(0.01, low=0.0, low_open=True, doc="Trust-region radius delta on the mean KL.")
+    damping: float = hp(0.1, low=0.0, doc="Damping added to the Fisher matrix in conjugate gradient.")
+    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
+    gae_lambda: float = hp(0.97, low=0.0, high=1.0, doc="GAE lambda.")
+    critic_lr: float = hp(1e-3, low=0.0, low_open=True, doc="Adam learning rate of the critic.")
+
+
+@hparams
+class NPGHParams(NaturalHParams):
+    """NPG's hyperparameters: the shared ones plus Kakade's fixed step size."""
+
+    step_size: float = hp(0.1, low=0.0, low_open=True,
+                          doc="Fixed natural step eta (theta += eta F^-1 g); used only with normalize_step=False.")
+
+
+@hparams
+class TRPOHParams(NaturalHParams):
+    """TRPO's hyperparameters: the shared ones plus the line search's shrink factor."""
+
+    backtrack_coef: float = hp(0.8, low=0.0, high=1.0, low_open=True, high_open=True,
+                               doc="Line-search step shrink factor c (candidates c^k * step).")
+
+
+def init_critic_optimizer(state: common.ActorCriticState, tx: optax.GradientTransformation
+                          ) -> common.ActorCriticState:
+    """Replace the state's optimiser state by one over the critic's parameters only.
+
+    General helper (a candidate for ``common``): algorithms whose policy moves by a closed-form
+    step (NPG, TRPO, natural actor-critic) keep Adam moments for the critic alone.
+    """
+    return state.replace(opt_state=tx.init(state.params["critic"]))
+
+
+def fit_critic(state: common.ActorCriticState, data: dict, key: jax.Array, lr: jax.Array,
+               num_epochs: int, num_minibatches: int, tx: optax.GradientTransformation):
+    """Fit V to targets with minibatch Adam; ``opt_state`` is over the critic's params only.
+
+    General helper (a candidate for ``common``): minimises 0.5 mean((V(s) - target)^2)
+    (`objectives.value_loss`) over ``num_epochs`` passes of ``num_minibatches`` shuffled minibatches.
+
+    Args:
+      state: actor-critic state whose ``opt_state`` is ``tx.init(params["critic"])``.
+      data: ``{"obs": [B, *obs_shape], "target": [B]}``.
+      key: shuffling key.
+      lr: scalar learning rate (may be traced).
+      num_epochs, num_minibatches: static counts.
+      tx: the optimiser (e.g. ``common.adam()``).
+    Returns:
+      ``(critic_params, opt_state, mean value loss over the minibatch steps)``.
+    """
+
+    def minibatch_update(carry, minibatch):
+        params, opt_state = carry
+        loss_fn = lambda p: objectives.value_loss(state.critic.apply(p, minibatch["obs"]), minibatch["target"])  # noqa: E731
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        params, opt_state, _ = common.apply_updates(tx, grads, opt_state, params, lr)
+        return (params, opt_state), loss
+
+    (params, opt_state), losses = common.minibatch_epochs(
+        key, data, (state.params["critic"], state.opt_state), num_epochs, num_minibatches, minibatch_update)
+    return params, opt_state, losses
+
+
+@dataclasses.dataclass(frozen=True)
+class NPG:
+    """Natural policy gradient with a GAE critic; the fields are its static settings.
+
+    Attributes:
+      normalize_step: NPG as in Spinning Up, one step of KL model size ``max_kl``
+        (theta += sqrt(2 delta / x^T F x) x); False gives Kakade's fixed step theta += step_size x.
+      cg_iters: conjugate-gradient iterations.
+      critic_epochs, critic_minibatches: Adam passes over the batch for the critic, and
+        minibatches per pass (must divide num_envs * num_steps).
+      hidden, activation: MLP shape of the policy (``hidden=()``: a linear policy).
+      critic_hidden: MLP shape of the critic (default: ``hidden``, or (64, 64) when hidden is ()).
+      log_std_init: initial log std of a Gaussian policy (state-independent parameter).
+      normalize_advantages: standardise the advantages over the batch.
+      adam_eps: the critic's Adam epsilon.
+      features: optional flax feature map phi(obs) -> [..., F] placed in front of the policy
+        (see `purejaxpg.features`); the critic keeps the raw observation.
+    """
+
+    name: ClassVar[str] = "npg"
+    HParams: ClassVar[type] = NPGHParams
+    discrete: ClassVar[bool | None] = None  # both action kinds
+    line_search: ClassVar[bool] = False
+    PRESETS: ClassVar[dict] = {
+        "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=300_000, gamma=0.99, gae_lambda=0.97),
+        "Pendulum-v1": dict(num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
+                            gamma=0.99, gae_lambda=0.97, max_kl=0.02),
+    }
+
+    normalize_step: bool = True
+    cg_iters: int = 10
+    critic_epochs: int = 10
+    critic_minibatches: int = 8
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    critic_hidden: tuple[int, ...] | None = None
+    log_std_init: float = -0.5
+    normalize_advantages: bool = True
+    adam_eps: float = 1e-5
+    features: Any = None
+
+    def validate(self, spec, config) -> None:
+        common.check_action_space(self.name, spec, self.discrete)
+        common.check_minibatches(config, self.critic_minibatches)
+
+    def _critic_tx(self) -> optax.GradientTransformation:
+        return common.adam(None, self.adam_eps)
+
+    def init(self, key, spec, hparams) -> common.ActorCriticState:
+        state_key, feature_key = jax.random.split(key)
+        state = common.init_actor_critic(state_key, spec, self.hidden, self.activation, self.log_std_init,
+                                         self._critic_tx(), critic_hidden=self.critic_hidden or self.hidden or (64, 64))
+        if self.features is not None:
+            from purejaxpg import features  # local: features imports networks only
+
+            state = features.featurize(state, self.features, feature_key, spec)
+        return init_critic_optimizer(state, self._critic_tx())
+
+    def act(self, state: common.ActorCriticState, obs, key):
+        return common.sample_action(state, obs, key)
+
+    def policy_step(self, state: common.ActorCriticState, obs: jax.Array, action: jax.Array,
+                    advantages: jax.Array, hparams) -> tuple[Any, dict]:
+        """One natural-gradient (NPG) or trust-region (TRPO) step of the policy parameters.
+
+        Args:
+          state: the actor-critic state (its policy parameters are theta_old).
+          obs: ``[B, *obs_shape]`` observations; action: ``[B]`` or ``[B, D]`` actions taken.
+          advantages: ``[B]`` advantages (already normalised if wanted), constants.
+          hparams: NPGHParams or TRPOHParams.
+        Returns:
+          ``(new policy params, metrics)``.
+        """
+        theta = state.params["policy"]
+        dist_fn = lambda p: state.policy.apply(p, obs)  # noqa: E731
+        # one forward pass gives pi_old and the pullback for the surrogate's gradient
+        old, pullback = jax.vjp(dist_fn, theta)
+        old = jax.lax.stop_gradient(old)
+        old_log_prob = old.log_prob(action)
+        surrogate_old = jnp.mean(advantages)  # the ratio is exactly 1 at theta_old
+
+        def surrogate(dist):
+            return -objectives.surrogate_loss(dist.log_prob(action), old_log_prob, advantages)
+
+        (grad,) = pullback(jax.grad(surrogate)(old))
+
+        def evaluate(candidate):
+            new = dist_fn(candidate)
+            return surrogate(new) - surrogate_old, jnp.mean(old.kl(new))
+
+        matvec = natural.make_fisher_vector_product(dist_fn, theta, hparams.damping)
+        metrics: dict[str, jax.Array] = {"entropy": jnp.mean(old.entropy())}
+        if self.line_search or self.normalize_step:
+            step, info = natural.natural_step(grad, matvec, hparams.max_kl, self.cg_iters)
+        else:
+            direction, info = natural.natural_gradient_direction(grad, matvec, self.cg_iters)
+            step = jax.tree.map(lambda x: hparams.step_size * x, direction)
+            info = {**info, "step_norm": optax.global_norm(step)}
+        if self.line_search:
+            new_theta, search = natural.backtracking_line_search(
+                evaluate, theta, step, hparams.max_kl, hparams.backtrack_coef, self.num_candidates)
+            metrics.update(kl=search["kl"], surrogate_improvement=search["improvement"],
+                           backtrack_index=search["accepted_index"],
+                           line_search_failed=search["failed"].astype(jnp.float32))
+        else:
+            new_theta = jax.tree.map(lambda p, s: (p + s).astype(p.dtype), theta, step)
+            improvement, kl = evaluate(new_theta)
+            metrics.update(kl=kl, surrogate_improvement=improvement)
+        metrics.update(cg_residual=info["cg_residual"], xFx=info["xFx"], step_norm=info["step_norm"])
+        return new_theta, metrics
+
+    def update(self, state: common.ActorCriticState, batch, key, hparams, progress):
+        advantages, targets, _ = common.gae_targets(state, batch, hparams.gamma, hparams.gae_lambda)
+        if self.normalize_advantages:
+            advantages = returns.standardize(advantages)
+        data = common.flatten_batch({"obs": batch.obs, "action": batch.action, "advantage": advantages,
+                                     "target": targets})
+        policy_params, metrics = self.policy_step(state, data["obs"], data["action"], data["advantage"], hparams)
+        critic_params, opt_state, value_loss = fit_critic(
+            state, {"obs": data["obs"], "target": data["target"]}, key, hparams.critic_lr,
+            self.critic_epochs, self.critic_minibatches, self._critic_tx())
+        state = state.replace(params={"policy": policy_params, "critic": critic_params}, opt_state=opt_state)
+        return state, {**metrics, "value_loss": value_loss}
+
+
+@dataclasses.dataclass(frozen=True)
+class TRPO(NPG):
+    """TRPO: NPG's step followed by a vmapped backtracking line search (see the module docstring).
+
+    Attributes (besides NPG's; ``normalize_step`` is ignored, TRPO always scales to the KL model):
+      num_candidates: line-search candidates K (static).
+    """
+
+    name: ClassVar[str] = "trpo"
+    HParams: ClassVar[type] = TRPOHParams
+    line_search: ClassVar[bool] = True
+    PRESETS: ClassVar[dict] = {
+        "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=300_000, gamma=0.99, gae_lambda=0.97),
+        "Pendulum-v1": dict(num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
+                            gamma=0.99, gae_lambda=0.97, max_kl=0.02),
+    }
+
+    num_candidates: int = 10
