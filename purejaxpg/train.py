@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import struct
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from purejaxpg import envs, rollout
 from purejaxpg.config import ConfigError, TrainConfig, hparams_to_arrays, validate_hparams
@@ -200,9 +201,50 @@ def _check_finite(metrics: dict[str, np.ndarray], first_iteration: int) -> None:
             )
 
 
+def _mesh_shardings(num_runs: int, num_envs: int, shard: str):
+    """(sharding of the run axis, of the env axis) over all devices, per the ``shard`` mode."""
+    devices = jax.devices()
+    if shard == "none" or len(devices) == 1:
+        return None, None
+    if shard not in ("auto", "runs", "envs"):
+        raise ConfigError(f"shard={shard!r}; use 'auto', 'runs', 'envs' or 'none'.")
+    mesh = Mesh(np.asarray(devices), ("devices",))
+    by_runs = num_runs % len(devices) == 0
+    by_envs = num_envs % len(devices) == 0
+    if shard == "runs" and not by_runs:
+        raise ConfigError(f"shard='runs' needs the number of runs ({num_runs}) to be a multiple of the "
+                          f"{len(devices)} devices; change seeds/grid size or use shard='envs'.")
+    if shard == "envs" and not by_envs:
+        raise ConfigError(f"shard='envs' needs num_envs={num_envs} to be a multiple of the {len(devices)} devices.")
+    if shard == "runs" or (shard == "auto" and by_runs):
+        return NamedSharding(mesh, PartitionSpec("devices")), None
+    if shard == "envs" or (shard == "auto" and by_envs):
+        return None, NamedSharding(mesh, PartitionSpec(None, "devices"))
+    return None, None
+
+
+def _shard_runner(runner: RunnerState, runs_sharding, envs_sharding, num_envs: int) -> RunnerState:
+    """Place a batched runner: every leaf split over its run axis, or the env loop's ``[R, N, ...]``
+    leaves split over N (parameters and statistics replicated)."""
+    if runs_sharding is not None:
+        return jax.device_put(runner, runs_sharding)
+    if envs_sharding is None:
+        return runner
+    replicated = NamedSharding(envs_sharding.mesh, PartitionSpec())
+
+    def place(x):
+        per_env = np.ndim(x) >= 2 and np.shape(x)[1] == num_envs
+        return jax.device_put(x, envs_sharding if per_env else replicated)
+
+    return runner.replace(env=jax.tree.map(place, runner.env),
+                          learner=jax.device_put(runner.learner, replicated),
+                          key=jax.device_put(runner.key, replicated),
+                          iteration=jax.device_put(runner.iteration, replicated))
+
+
 def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterations: int | None = None,
                 runner: Any = None, callback: Callable[[dict[str, np.ndarray], RunnerState, float], None] | None = None,
-                ) -> RunResult:
+                shard: str = "auto") -> RunResult:
     """Run R = ``len(keys)`` training runs vmapped, in host-visible chunks of iterations.
 
     Args:
@@ -213,6 +255,12 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
         checkpoints and checks finiteness between chunks; results do not depend on it.
       runner: a batched ``RunnerState`` to continue from (e.g. restored from a checkpoint).
       callback: ``callback(chunk_metrics, runner, elapsed_seconds)`` after every chunk.
+      shard: with several devices (``jax.devices()``): "runs" splits the run axis (seeds x grid)
+        over them; "envs" splits each run's N environments over them (synchronous data-parallel:
+        parameters replicated, the compiler all-reduces the gradients, same numbers as one
+        device up to summation order); "auto" picks "runs" when R divides evenly, else "envs"
+        when N does, else nothing; "none" keeps everything on the default device. On one
+        device this does nothing. Several hosts: call ``jax.distributed.initialize()`` first.
     Returns:
       a :class:`RunResult`.
     """
@@ -228,10 +276,16 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
     # compiled executables are cached on the trainer, keyed by what changes their signature
     layout = (num_runs, tuple(np.ndim(x) for x in jax.tree.leaves(hparams)))
     compile_seconds, run_seconds, iterations_run = 0.0, 0.0, 0
+    runs_sharding, envs_sharding = _mesh_shardings(num_runs, trainer.config.num_envs, shard)
+    if runs_sharding is not None:
+        keys = jax.device_put(keys, runs_sharding)
+        hparams = jax.tree.map(lambda x: jax.device_put(x, runs_sharding) if np.ndim(x) == 1 else x, hparams)
     if runner is None:
         if ("init",) + layout not in trainer._compiled:
             trainer._compiled[("init",) + layout] = jax.jit(jax.vmap(trainer.init, in_axes=(0, hp_axes)))
         runner = trainer._compiled[("init",) + layout](keys, hparams)
+    runner = _shard_runner(runner, runs_sharding, envs_sharding, trainer.config.num_envs)
+    layout = layout + (shard if (runs_sharding or envs_sharding) else "none",)
     start = int(np.asarray(runner.iteration).reshape(-1)[0])
     collected: list[dict[str, np.ndarray]] = []
     while start < total:
