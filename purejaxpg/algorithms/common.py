@@ -52,11 +52,16 @@ def adam(max_grad_norm: jax.Array | float | None = None, eps: float = 1e-5) -> o
     return optax.chain(*parts)
 
 
+def global_norm(tree: Any) -> jax.Array:
+    """sqrt of the sum of squares of every element of a pytree (the norm global-norm clipping uses)."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
 def apply_updates(tx: optax.GradientTransformation, grads: Any, opt_state: Any, params: Any, lr: jax.Array):
     """One optimiser step: params - lr * tx(grads). Returns (params, opt_state, grad_norm)."""
     updates, opt_state = tx.update(grads, opt_state, params)
     params = jax.tree.map(lambda p, u: p - lr * u, params, updates)
-    return params, opt_state, optax.global_norm(grads)
+    return params, opt_state, global_norm(grads)
 
 
 def init_actor_critic(key: jax.Array, spec: envs.EnvSpec, hidden: Sequence[int], activation: str,
