@@ -1,0 +1,65 @@
+"""Throughput: env steps/s per algorithm beside the raw env ceiling; scaling with envs and seeds.
+
+    python benchmarks/throughput.py algos   [--algos ppo trpo ...]   # same envs and batch for all
+    python benchmarks/throughput.py envs    [--num-envs 4 16 64 256 1024 4096]
+    python benchmarks/throughput.py seeds   [--seeds 1 2 4 8 16 32 64]
+
+``algos``: every algorithm on CartPole-v1 with 4 envs x 128 steps (PPO's classic batch) for a
+fixed number of iterations, 1 seed, next to gymnax's raw stepping rate of the same 4 envs.
+``envs``/``seeds``: PPO on CartPole-v1 (num_steps 128, 4 epochs x 4 minibatches) as the env or seed
+count grows. Steps/s excludes compilation, which is reported separately. Writes
+``benchmarks/results/throughput_<mode>.json``. Never asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import _common
+import peers
+
+ALGOS = ["ppo", "trpo", "npg", "a2c", "reinforce", "reinforce_baseline", "ppo_kl", "mdpo", "nac"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=["algos", "envs", "seeds"])
+    parser.add_argument("--algos", nargs="+", default=ALGOS)
+    parser.add_argument("--num-envs", type=int, nargs="+", default=[4, 16, 64, 256, 1024, 4096])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument("--iterations", type=int, default=100, help="iterations timed per measurement")
+    args = parser.parse_args()
+
+    rows = []
+    if args.mode == "algos":
+        batch = dict(num_envs=4, num_steps=128, total_timesteps=4 * 128 * args.iterations)
+        for name in args.algos:
+            row = _common.time_purejaxpg(name, "CartPole-v1", batch, 1, repeats=2)
+            rows.append(row)
+            print(f"{name:>18}: {row['steps_per_second']:>10,.0f} steps/s, compile {row['compile_s']:.1f} s", flush=True)
+        ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=4, num_steps=250_000)
+        ceiling.update(algo="raw env (ceiling)")
+        rows.append(ceiling)
+    elif args.mode == "envs":
+        for n in args.num_envs:
+            batch = dict(num_envs=n, num_steps=128, total_timesteps=n * 128 * max(4, args.iterations * 4 // n))
+            row = _common.time_purejaxpg("ppo", "CartPole-v1", batch, 1, repeats=1)
+            ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=n, num_steps=max(1000, 1_000_000 // n))
+            row["ceiling_steps_per_second"] = ceiling["steps_per_second"]
+            rows.append(row)
+            print(f"num_envs {n:>5}: {row['steps_per_second']:>12,.0f} steps/s (ceiling "
+                  f"{ceiling['steps_per_second']:,.0f}), compile {row['compile_s']:.1f} s", flush=True)
+    else:
+        batch = dict(num_envs=4, num_steps=128, total_timesteps=4 * 128 * args.iterations)
+        for s in args.seeds:
+            row = _common.time_purejaxpg("ppo", "CartPole-v1", batch, s, repeats=1)
+            rows.append(row)
+            print(f"seeds {s:>3}: {row['steps_per_second']:>12,.0f} steps/s, compile {row['compile_s']:.1f} s", flush=True)
+    print(_common.table(rows, [("algo", "algo", ""), ("envs", "num_envs", "d"), ("seeds", "num_seeds", "d"),
+                               ("steps/s", "steps_per_second", ",.0f"), ("ceiling", "ceiling_steps_per_second", ",.0f"),
+                               ("compile s", "compile_s", ".1f")]))
+    print("wrote", _common.write_json(f"throughput_{args.mode}", {"rows": rows}))
+
+
+if __name__ == "__main__":
+    main()
