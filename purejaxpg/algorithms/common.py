@@ -33,10 +33,10 @@ class ActorCriticState:
 
     def dist(self, obs: jax.Array, params: dict | None = None):
         """The policy's distribution at ``obs`` under ``params`` (default: the current ones)."""
-        return self.policy.apply((params or self.params)["policy"], obs)
+        return self.policy.apply((self.params if params is None else params)["policy"], obs)
 
     def value(self, obs: jax.Array, params: dict | None = None) -> jax.Array:
-        return self.critic.apply((params or self.params)["critic"], obs)
+        return self.critic.apply((self.params if params is None else params)["critic"], obs)
 
 
 def adam(max_grad_norm: jax.Array | float | None = None, eps: float = 1e-5) -> optax.GradientTransformation:
