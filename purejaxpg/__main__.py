@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import time
 from typing import Any
 
 import numpy as np
@@ -290,8 +289,9 @@ def _parse_assignment(text: str, flag: str) -> tuple[str, str]:
 
     name, sep, value = text.partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise ConfigError(f"{flag} {text!r}: write NAME=VALUES, e.g. {flag} lr=1e-4,3e-4"
-                          if flag == "--grid" else f"{flag} {text!r}: write NAME=KIND:LOW:HIGH, e.g. {flag} lr=loguniform:1e-4:1e-2")
+        form = "NAME=VALUES, e.g. --grid lr=1e-4,3e-4" if flag == "--grid" else \
+            "NAME=KIND:LOW:HIGH, e.g. --random lr=loguniform:1e-4:1e-2"
+        raise ConfigError(f"{flag} {text!r}: write {form}")
     return name.strip().replace("-", "_"), value.strip()
 
 
@@ -339,6 +339,8 @@ def cmd_sweep(argv: list[str]) -> int:
             grid = {}
             for text in args.grid:
                 name, values = _parse_assignment(text, "--grid")
+                if name in grid:
+                    raise ConfigError(f"--grid {name}=... is given twice; list all its values in one --grid")
                 try:
                     grid[name] = [float(v) for v in values.split(",") if v.strip()]
                 except ValueError:
@@ -348,7 +350,12 @@ def cmd_sweep(argv: list[str]) -> int:
         else:
             if args.samples is None or args.samples < 1:
                 raise ConfigError("--random needs --samples N (N >= 1)")
-            space = dict(_parse_assignment(text, "--random") for text in args.random)
+            space = {}
+            for text in args.random:
+                name, dist = _parse_assignment(text, "--random")
+                if name in space:
+                    raise ConfigError(f"--random {name}=... is given twice; give one distribution per name")
+                space[name] = dist
             sweep.check_dynamic(algo_name, list(space))
             try:
                 configs, kind = sweep.random_configs(space, args.samples, args.search_seed), "random"

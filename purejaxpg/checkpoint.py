@@ -36,7 +36,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
+import secrets
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -120,7 +120,8 @@ def atomic_write(path: str, data: bytes) -> None:
     temporary file is removed and ``path`` is untouched.
     """
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    tmp = os.path.join(directory, f".{os.path.basename(path)}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)  # umask applies
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -343,11 +344,11 @@ def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def run(trainer: train.Trainer, keys: Any, hparams: Any, directory: str, settings: dict[str, Any], *,
         chunk_iterations: int | None = None, every: int = 1, keep: int = 2,
         callback: Callable[[dict, Any, float], None] | None = None, stop_after_chunks: int | None = None,
-        resume: Checkpoint | None = None) -> CheckpointedRun:
+        resume: Checkpoint | None = None, shard: str = "auto") -> CheckpointedRun:
     """`purejaxpg.train.run_chunked` with a checkpoint every ``every`` chunks and at the end.
 
     Args:
-      trainer, keys, hparams, chunk_iterations, callback: as in ``run_chunked``.
+      trainer, keys, hparams, chunk_iterations, callback, shard: as in ``run_chunked``.
       directory: checkpoint folder (see :func:`save`); settings: saved with every checkpoint.
       every: checkpoint after every ``every``-th chunk of this call (and always after the last).
       keep: newest checkpoints kept.
@@ -381,7 +382,8 @@ def run(trainer: train.Trainer, keys: Any, hparams: Any, directory: str, setting
 
     try:
         out = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk_iterations,
-                                runner=resume.runner if resume is not None else None, callback=on_chunk)
+                                runner=resume.runner if resume is not None else None, callback=on_chunk,
+                                shard=shard)
     except _StopRequested:
         steps = len(keys) * sum(next(iter(m.values())).shape[1] for m in collected) * trainer.config.batch_size
         sps = steps / state["seconds"] if state["seconds"] > 0 else float("nan")

@@ -51,7 +51,9 @@ class SweepResult:
       metrics: ``{metric: [C, S, I]}`` per-iteration metrics.
       final_returns: ``[C, S]`` episode-weighted mean return over the last ``final_fraction`` of
         iterations (`purejaxpg.results.final_returns`).
-      table: tidy DataFrame, columns ``config, seed, iteration, <names>, <metrics>``.
+      table: tidy DataFrame, columns ``config, seed, iteration, <names>, <metrics>``; a metric
+        named like a swept hyperparameter (PPO's annealed ``lr``) is renamed ``<name>_metric``.
+        The hyperparameter columns hold the values as given (the runs use them in float32).
       summary: DataFrame, one row per configuration: ``config, <names>, final_return_mean,
         ci95_low, ci95_high, final_return_worst, worst_seed, final_return_best, num_seeds``.
       best: the summary row (a dict) of the configuration with the highest mean final return
@@ -169,9 +171,10 @@ def check_dynamic(algo_name: str, names: Sequence[str]) -> None:
                               f"Sweepable (dynamic) ones: {', '.join(dynamic)}.")
         kind = fields[name][0]
         if kind != "hparams":
+            owner = "TrainConfig" if kind == "train" else algo_cls.__name__
             raise ConfigError(
-                f"{name!r} is a static setting of {algo_name} ({'TrainConfig' if kind == 'train' else algo_cls.__name__}"
-                f" field: it fixes shapes or loop counts), so each value needs a separate compile and "
+                f"{name!r} is a static setting of {algo_name} ({owner} field: it fixes shapes or loop "
+                f"counts), so each value needs a separate compile and "
                 f"cannot be swept in one vmapped call. Run one sweep per value with overrides={{{name!r}: ...}}. "
                 f"Sweepable (dynamic) hyperparameters: {', '.join(dynamic)}.")
 
@@ -246,7 +249,7 @@ def random_configs(space: Mapping[str, Any], num_samples: int, seed: int = 0) ->
 def run(algo_name: str, env_id: str, grid: Mapping[str, Sequence[float]], seeds: int = 8,
         overrides: Mapping[str, Any] | None = None, seed: int = 0, chunk_iterations: int | None = None,
         use_presets: bool = True, final_fraction: float = 0.1,
-        callback: Callable[[dict, Any, float], None] | None = None) -> SweepResult:
+        callback: Callable[[dict, Any, float], None] | None = None, shard: str = "auto") -> SweepResult:
     """Grid sweep: every combination of ``grid``'s values x ``seeds`` seeds in one compiled call.
 
     Args:
@@ -259,28 +262,31 @@ def run(algo_name: str, env_id: str, grid: Mapping[str, Sequence[float]], seeds:
       use_presets: apply the algorithm's per-env presets before ``overrides``.
       final_fraction: window of iterations for the final return.
       callback: passed to `purejaxpg.train.run_chunked` (progress).
+      shard: passed to `purejaxpg.train.run_chunked`: with several devices, "auto"/"runs" split
+        the R runs over them.
     Returns:
       a :class:`SweepResult` of C = prod(len(values)) configurations.
     """
     return run_configs(algo_name, env_id, grid_configs(grid), seeds, overrides, seed, chunk_iterations,
-                       use_presets, final_fraction, callback, kind="grid")
+                       use_presets, final_fraction, callback, kind="grid", shard=shard)
 
 
 def random_search(algo_name: str, env_id: str, space: Mapping[str, Any], num_samples: int, seeds: int = 8,
                   overrides: Mapping[str, Any] | None = None, seed: int = 0, search_seed: int = 0,
                   chunk_iterations: int | None = None, use_presets: bool = True, final_fraction: float = 0.1,
-                  callback: Callable[[dict, Any, float], None] | None = None) -> SweepResult:
+                  callback: Callable[[dict, Any, float], None] | None = None, shard: str = "auto") -> SweepResult:
     """Random search: ``num_samples`` configurations from ``space`` (see :func:`random_configs`,
     drawn with ``search_seed``) x ``seeds`` seeds in one compiled call; otherwise as :func:`run`."""
     check_dynamic(algo_name, list(space))
     return run_configs(algo_name, env_id, random_configs(space, num_samples, search_seed), seeds, overrides,
-                       seed, chunk_iterations, use_presets, final_fraction, callback, kind="random")
+                       seed, chunk_iterations, use_presets, final_fraction, callback, kind="random", shard=shard)
 
 
 def run_configs(algo_name: str, env_id: str, configs: Sequence[Mapping[str, float]], seeds: int = 8,
                 overrides: Mapping[str, Any] | None = None, seed: int = 0, chunk_iterations: int | None = None,
                 use_presets: bool = True, final_fraction: float = 0.1,
-                callback: Callable[[dict, Any, float], None] | None = None, kind: str = "list") -> SweepResult:
+                callback: Callable[[dict, Any, float], None] | None = None, kind: str = "list",
+                shard: str = "auto") -> SweepResult:
     """Run an explicit list of C configurations ``[{name: value}]`` (same names in each) x S seeds.
 
     The engine of :func:`run` and :func:`random_search`: runs are flattened as r = c * S + s, each
@@ -306,14 +312,15 @@ def run_configs(algo_name: str, env_id: str, configs: Sequence[Mapping[str, floa
     hparams = dataclasses.replace(base, **{n: v.astype(np.float32) for n, v in swept.items()})
     trainer = train.make_train(algo, config, hparams)  # validates every swept value against its range
     keys = np.tile(np.asarray(train.seed_keys(seed, num_seeds)), (num_configs, 1))
-    out = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk_iterations, callback=callback)
+    out = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk_iterations, callback=callback, shard=shard)
 
     seed_ids = np.arange(num_seeds)
     run_columns = {"config": np.repeat(np.arange(num_configs), num_seeds), "seed": np.tile(seed_ids, num_configs),
                    **swept}
-    table = results.tidy(out.metrics, run_columns).drop(columns="run")
-    metric_names = [c for c in table.columns if c not in run_columns and c != "iteration"]
-    table = table[["config", "seed", "iteration", *names, *metric_names]]
+    # a metric named like a swept hyperparameter (PPO logs the annealed "lr") becomes "<name>_metric"
+    table_metrics = {(f"{k}_metric" if k in run_columns else k): v for k, v in out.metrics.items()}
+    table = results.tidy(table_metrics, run_columns).drop(columns="run")
+    table = table[["config", "seed", "iteration", *names, *(k for k in table_metrics if k in table.columns)]]
     finals_flat = results.final_returns(out.metrics, final_fraction)
     finals = finals_flat.reshape(num_configs, num_seeds)
     metrics = {k: np.asarray(v).reshape((num_configs, num_seeds) + np.shape(v)[1:]) for k, v in out.metrics.items()}
