@@ -5,13 +5,10 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping, Sequence
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure  # no pyplot: no backend switch, works headless and in notebooks
 
-matplotlib.use("Agg")  # files only; no display needed on servers and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from purejaxpg import results  # noqa: E402
+from purejaxpg import results
 
 
 def _curve(metrics: Mapping[str, np.ndarray]):
@@ -35,7 +32,8 @@ def learning_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, t
       ``path``. x = env steps, y = episode return (trailing-window mean), band = 95% bootstrap
       interval of the mean over seeds.
     """
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for label, metrics in curves.items():
         x, mean, low, high = _curve(metrics)
         num = np.asarray(metrics["episode_return"]).shape[0]
@@ -48,12 +46,11 @@ def learning_curves(curves: Mapping[str, Mapping[str, np.ndarray]], path: str, t
     ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
 def sweep_plot(x_values: Sequence[float], final_returns: np.ndarray, path: str, x_name: str,
-               line_values: Sequence | None = None, line_name: str = "", log_x: bool = True) -> str:
+               line_values: Sequence | None = None, line_name: str = "", log_x: bool = True, title: str = "") -> str:
     """Final return against one hyperparameter, one line per value of another.
 
     Args:
@@ -66,7 +63,8 @@ def sweep_plot(x_values: Sequence[float], final_returns: np.ndarray, path: str, 
     if final_returns.ndim == 2:
         final_returns = final_returns[None]
         line_values = line_values or [""]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = Figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     for line_value, per_x in zip(line_values, final_returns):
         low, high = results.bootstrap_ci(per_x, axis=1)
         mean = np.nanmean(per_x, axis=1)
@@ -77,10 +75,10 @@ def sweep_plot(x_values: Sequence[float], final_returns: np.ndarray, path: str, 
         ax.set_xscale("log")
     ax.set_xlabel(x_name)
     ax.set_ylabel("final return")
+    ax.set_title(title)
     ax.grid(alpha=0.3)
     if line_name:
         ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path

@@ -31,6 +31,8 @@ def tidy(metrics: Mapping[str, np.ndarray], run_columns: Mapping[str, np.ndarray
     for name, values in metrics.items():
         values = np.asarray(values)
         if values.ndim == 2:
+            if name in data:
+                raise ValueError(f"metric {name!r} has the name of a run column; rename one of them.")
             data[name] = values.reshape(-1)
     return pd.DataFrame(data)
 

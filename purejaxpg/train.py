@@ -20,6 +20,7 @@ same compiled step, so a run split into chunks gives bit-identical numbers to on
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -153,13 +154,20 @@ def make_train(algo: Any, config: TrainConfig, hparams: Any | None = None) -> Tr
         hyperparameter outside its range.
     """
     config.validate()
-    env, env_params, spec = envs.make(config.env_id)
-    algo.validate(spec, config)
+    trainer = _trainer(algo, config)
     if hparams is not None:
         if not isinstance(hparams, algo.HParams):
             raise ConfigError(f"hparams is a {type(hparams).__name__}; {algo.name} takes "
                               f"{algo.HParams.__module__}.{algo.HParams.__name__}.")
         validate_hparams(hparams)
+    return trainer
+
+
+@functools.lru_cache(maxsize=64)
+def _trainer(algo: Any, config: TrainConfig) -> Trainer:
+    """One Trainer per (algorithm, config), so its compiled chunks are reused within a process."""
+    env, env_params, spec = envs.make(config.env_id)
+    algo.validate(spec, config)
     return Trainer(algo, config, spec, env, env_params)
 
 
