@@ -74,6 +74,10 @@ class PPOKL:
       normalize_advantages: standardise advantages within each minibatch.
       log_std_init: initial log std of a Gaussian policy.
       adam_eps: Adam's epsilon.
+
+    Metrics: ``beta`` (the coefficient used in this iteration's loss), ``kl`` (the measured mean
+    KL(pi_old || pi_new) of the whole update, which sets the next beta), ``minibatch_kl``,
+    ``policy_loss`` (surrogate + beta KL), ``value_loss``, ``entropy``, ``grad_norm``, ``lr``.
     """
 
     name: ClassVar[str] = "ppo_kl"
@@ -82,9 +86,9 @@ class PPOKL:
     #: env_id -> settings applied before the caller's overrides (defaults: the classic CartPole config)
     PRESETS: ClassVar[dict] = {
         "CartPole-v1": dict(num_envs=4, num_steps=128, total_timesteps=500_000, num_epochs=4, num_minibatches=4,
-                            lr=2.5e-4, anneal_lr=True, ent_coef=0.01, kl_target=0.01),
-        "Pendulum-v1": dict(num_envs=100, num_steps=100, total_timesteps=1_000_000, normalize_obs=True,
-                            num_epochs=10, num_minibatches=10, lr=1e-3, gamma=0.995, gae_lambda=0.95,
+                            lr=1e-3, anneal_lr=True, ent_coef=0.01, kl_target=0.003),
+        "Pendulum-v1": dict(num_envs=16, num_steps=256, total_timesteps=500_000, normalize_obs=True,
+                            num_epochs=10, num_minibatches=8, lr=1e-3, gamma=0.95, gae_lambda=0.95,
                             ent_coef=0.0, kl_target=0.01, anneal_lr=False),
     }
 

@@ -1,0 +1,151 @@
+"""On-policy mirror-descent policy optimisation (MDPO; Tomar et al. 2020, "Mirror Descent Policy
+Optimization", sec. 4.1).
+
+Iteration k approximately solves the mirror-descent step
+
+    pi_{k+1} = argmax_theta  E_{s, a ~ pi_k}[ r A^{pi_k}(s, a) ] - (1 / t_k) E_s[ KL(pi_theta(.|s) || pi_k(.|s)) ],
+
+r = pi_theta(a|s) / pi_k(a|s), by ``num_sgd_steps`` (m) full-batch Adam steps from theta_k on
+
+    L = -mean(r A) + mean(KL(pi_theta || pi_k)) / t_k + vf_coef * L_V - ent_coef * mean(H[pi]),
+
+(:func:`purejaxpg.objectives.mirror_descent_loss`), with pi_k's distribution recomputed from the
+pre-update parameters on the batch and held constant (``stop_gradient``), the KL analytic
+(``Distribution.kl``; note the direction, the reverse of PPO's penalty), A the GAE(gamma, lambda)
+advantages and L_V the squared error of the critic to the TD(lambda) targets.
+
+Step-size schedule (the paper's annealing): t_k = 1 - k/K for iteration k of K, i.e.
+t_k = 1 - progress, so the weight 1/t_k of the KL term grows from 1 to K over the run. The
+training loop's ``progress`` is k/K with k = 0..K-1, so t_k >= 1/K > 0 already; the schedule is
+still floored at ``min_step_size`` (:func:`mirror_descent_step_size`) so that no progress value
+(e.g. a resumed or extended run with progress >= 1) ever divides by ~0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+
+from purejaxpg import objectives, returns
+from purejaxpg.algorithms import common
+from purejaxpg.config import ConfigError, hp, hparams
+
+
+def mirror_descent_step_size(progress: jax.Array, min_step_size: jax.Array) -> jax.Array:
+    """MDPO's annealed mirror-descent step size t_k = max(1 - k/K, min_step_size).
+
+    Tomar et al. 2020, sec. 4.1 (t_k = 1 - k/K); the floor guards the division by t_k.
+
+    Args:
+      progress: scalar k/K, the fraction of iterations done before this one (may be traced).
+      min_step_size: scalar floor > 0 (may be traced).
+    Returns:
+      scalar t_k; the KL term of the loss is weighted 1 / t_k.
+    """
+    return jnp.maximum(1.0 - jnp.asarray(progress, jnp.float32), min_step_size)
+
+
+@hparams
+class MDPOHParams:
+    """Dynamic hyperparameters of on-policy MDPO (arrays; vmap over them for sweeps)."""
+
+    lr: float = hp(3e-4, low=0.0, low_open=True, doc="Adam learning rate of the m full-batch steps.")
+    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
+    gae_lambda: float = hp(0.95, low=0.0, high=1.0, doc="GAE lambda.")
+    min_step_size: float = hp(1e-2, low=0.0, low_open=True, high=1.0,
+                              doc="Floor of the step size t_k = 1 - k/K (the KL weight 1/t_k is at most its inverse).")
+    ent_coef: float = hp(0.0, low=0.0, doc="Entropy bonus coefficient.")
+    vf_coef: float = hp(0.5, low=0.0, doc="Value loss coefficient.")
+    max_grad_norm: float = hp(0.5, low=0.0, low_open=True, doc="Global-norm gradient clip.")
+
+
+@dataclasses.dataclass(frozen=True)
+class MDPO:
+    """On-policy MDPO; the fields are its static settings.
+
+    Attributes:
+      num_sgd_steps: m, full-batch Adam steps per iteration (the paper uses 5-10).
+      anneal_step_size: t_k = 1 - k/K (the paper's schedule); False keeps t_k = 1.
+      hidden, activation: MLP shape of both the actor and the critic.
+      normalize_advantages: standardise advantages over the batch.
+      log_std_init: initial log std of a Gaussian policy.
+      adam_eps: Adam's epsilon.
+
+    Metrics: ``step_size`` (t_k), ``kl_weight`` (1 / t_k), ``kl`` (mean KL(pi_{k+1} || pi_k) of the
+    whole update), ``policy_loss`` (surrogate + KL / t_k), ``value_loss``, ``entropy``, ``grad_norm``
+    (averaged over the m steps).
+    """
+
+    name: ClassVar[str] = "mdpo"
+    HParams: ClassVar[type] = MDPOHParams
+    discrete: ClassVar[bool | None] = None  # both action kinds
+    #: env_id -> settings applied before the caller's overrides
+    PRESETS: ClassVar[dict] = {
+        "CartPole-v1": dict(num_envs=8, num_steps=128, total_timesteps=300_000, num_sgd_steps=10, lr=2e-3),
+        "Pendulum-v1": dict(num_envs=16, num_steps=256, total_timesteps=500_000, normalize_obs=True,
+                            num_sgd_steps=20, lr=3e-3, gamma=0.95, gae_lambda=0.95),
+    }
+
+    num_sgd_steps: int = 10
+    anneal_step_size: bool = True
+    hidden: tuple[int, ...] = (64, 64)
+    activation: str = "tanh"
+    normalize_advantages: bool = True
+    log_std_init: float = 0.0
+    adam_eps: float = 1e-5
+
+    def validate(self, spec, config) -> None:
+        common.check_action_space(self.name, spec, self.discrete)
+        if not isinstance(self.num_sgd_steps, int) or self.num_sgd_steps < 1:
+            raise ConfigError(f"num_sgd_steps={self.num_sgd_steps!r} must be a positive integer "
+                              "(Tomar et al. use 5-10 full-batch steps per iteration).")
+
+    def init(self, key, spec, hparams: MDPOHParams) -> common.ActorCriticState:
+        return common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
+                                        common.adam(1.0, self.adam_eps))
+
+    def act(self, state: common.ActorCriticState, obs, key):
+        return common.sample_action(state, obs, key)
+
+    def loss(self, params, state: common.ActorCriticState, data: dict, step_size, hparams: MDPOHParams):
+        """MDPO loss on a batch ``{obs, action, log_prob, old_dist, advantage, target}`` (leaves ``[T, N, ...]``).
+
+        ``old_dist`` is pi_k's distribution (constants); ``step_size`` is the scalar t_k.
+        """
+        dist = state.dist(data["obs"], params)
+        log_prob = dist.log_prob(data["action"])
+        kl = dist.kl(data["old_dist"])  # KL(pi_theta || pi_k), analytic, per state
+        policy_loss = objectives.mirror_descent_loss(log_prob, data["log_prob"], data["advantage"], kl, step_size)
+        value_loss = objectives.value_loss(state.value(data["obs"], params), data["target"])
+        entropy = jnp.mean(dist.entropy())
+        loss = policy_loss + hparams.vf_coef * value_loss - hparams.ent_coef * entropy
+        return loss, {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
+
+    def update(self, state: common.ActorCriticState, batch, key, hparams: MDPOHParams, progress):
+        advantages, targets, _ = common.gae_targets(state, batch, hparams.gamma, hparams.gae_lambda)
+        if self.normalize_advantages:
+            advantages = returns.standardize(advantages)
+        old_dist = jax.lax.stop_gradient(state.dist(batch.obs))
+        data = {"obs": batch.obs, "action": batch.action, "log_prob": batch.extras["log_prob"],
+                "old_dist": old_dist, "advantage": advantages, "target": targets}
+        if self.anneal_step_size:
+            step_size = mirror_descent_step_size(progress, hparams.min_step_size)
+        else:
+            step_size = jnp.ones((), jnp.float32)
+        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
+
+        def sgd_step(carry, _):
+            params, opt_state = carry
+            grads, metrics = jax.grad(self.loss, has_aux=True)(params, state, data, step_size, hparams)
+            params, opt_state, grad_norm = common.apply_updates(tx, grads, opt_state, params, hparams.lr)
+            return (params, opt_state), {**metrics, "grad_norm": grad_norm}
+
+        (params, opt_state), metrics = jax.lax.scan(sgd_step, (state.params, state.opt_state), None,
+                                                    length=self.num_sgd_steps)
+        metrics = jax.tree.map(jnp.mean, metrics)
+        kl = jnp.mean(state.dist(batch.obs, params).kl(old_dist))  # KL(pi_{k+1} || pi_k) of the whole update
+        return state.replace(params=params, opt_state=opt_state), {
+            **metrics, "step_size": step_size, "kl_weight": 1.0 / step_size, "kl": kl}
