@@ -37,9 +37,10 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
+from purejaxpg import features as feature_maps
 from purejaxpg import natural, returns
 from purejaxpg.algorithms import common
-from purejaxpg.algorithms.trpo import fit_critic, init_critic_optimizer
+from purejaxpg.algorithms.trpo import check_critic_minibatches, fit_critic, init_critic_optimizer
 from purejaxpg.config import hp, hparams
 
 __all__ = ["NAC", "NACHParams", "compatible_natural_gradient", "score_matrix"]
@@ -136,9 +137,9 @@ class NAC:
     HParams: ClassVar[type] = NACHParams
     discrete: ClassVar[bool | None] = None
     PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=300_000),
+        "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=100_000),
         "Pendulum-v1": dict(num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
-                            max_kl=0.02),
+                            gamma=0.95, critic_lr=3e-3),
     }
 
     normalize_step: bool = True
@@ -149,7 +150,7 @@ class NAC:
     hidden: tuple[int, ...] = (32, 32)
     activation: str = "tanh"
     critic_hidden: tuple[int, ...] = (64, 64)
-    log_std_init: float = -0.5
+    log_std_init: float = 0.0
     normalize_advantages: bool = True
     adam_eps: float = 1e-5
     features: Any = None
@@ -157,7 +158,7 @@ class NAC:
     def validate(self, spec, config) -> None:
         common.check_action_space(self.name, spec, self.discrete)
         if self.use_critic:
-            common.check_minibatches(config, self.critic_minibatches)
+            check_critic_minibatches(config, self.critic_minibatches)
 
     def _critic_tx(self):
         return common.adam(None, self.adam_eps)
@@ -168,9 +169,7 @@ class NAC:
                                          self._critic_tx(), with_critic=self.use_critic,
                                          critic_hidden=self.critic_hidden)
         if self.features is not None:
-            from purejaxpg import features
-
-            state = features.featurize(state, self.features, feature_key, spec)
+            state = feature_maps.featurize(state, self.features, feature_key, spec)
         if not self.use_critic:
             return state.replace(opt_state=None)
         return init_critic_optimizer(state, self._critic_tx())
