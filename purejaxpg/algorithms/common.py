@@ -140,6 +140,31 @@ def minibatch_epochs(key: jax.Array, data: Any, carry: Any, num_epochs: int, num
     return carry, jax.tree.map(jnp.mean, metrics)
 
 
+def annealed_lr(lr: jax.Array, progress: jax.Array, anneal: bool) -> jax.Array:
+    """lr * (1 - progress) when annealing linearly to 0 over the run, else lr."""
+    return lr * (1.0 - progress) if anneal else lr
+
+
+def minibatch_sgd(key: jax.Array, data: Any, params: Any, opt_state: Any,
+                  loss_fn: Callable[[Any, Any], tuple[jax.Array, dict]], num_epochs: int, num_minibatches: int,
+                  lr: jax.Array, max_grad_norm: jax.Array | None, adam_eps: float):
+    """Epochs of shuffled minibatch Adam steps on ``loss_fn(params, minibatch) -> (loss, metrics)``.
+
+    The optimiser is :func:`adam` (global-norm clip, then Adam) with step ``lr``. Returns
+    ``(params, opt_state, metrics averaged over all steps, with "grad_norm")``.
+    """
+    tx = adam(max_grad_norm, adam_eps)
+
+    def step(carry, minibatch):
+        params, opt_state = carry
+        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
+        params, opt_state, grad_norm = apply_updates(tx, grads, opt_state, params, lr)
+        return (params, opt_state), {**metrics, "grad_norm": grad_norm}
+
+    (params, opt_state), metrics = minibatch_epochs(key, data, (params, opt_state), num_epochs, num_minibatches, step)
+    return params, opt_state, metrics
+
+
 def check_action_space(name: str, spec: envs.EnvSpec, discrete: bool | None) -> None:
     """Raise when an algorithm restricted to one kind of action space gets the other."""
     if discrete is None or spec.discrete == discrete:

@@ -298,7 +298,7 @@ class GRPO:
         })
         # each minibatch is normalised by its share of the batch's weight (an unbiased piece of the full loss)
         total_weight = jnp.sum(scored["weight"]) / self.num_minibatches
-        lr = hparams.lr * (1.0 - progress) if self.anneal_lr else hparams.lr
+        lr = common.annealed_lr(hparams.lr, progress, self.anneal_lr)
         tx = common.adam(hparams.max_grad_norm, self.adam_eps)
 
         def minibatch_update(carry, minibatch):

@@ -115,15 +115,8 @@ class PPO:
             "obs": batch.obs, "action": batch.action, "log_prob": batch.extras["log_prob"],
             "advantage": advantages, "target": targets, "value": values,
         })
-        lr = hparams.lr * (1.0 - progress) if self.anneal_lr else hparams.lr
-        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
-
-        def minibatch_update(carry, minibatch):
-            params, opt_state = carry
-            grads, metrics = jax.grad(self.loss, has_aux=True)(params, state, minibatch, hparams)
-            params, opt_state, grad_norm = common.apply_updates(tx, grads, opt_state, params, lr)
-            return (params, opt_state), {**metrics, "grad_norm": grad_norm}
-
-        (params, opt_state), metrics = common.minibatch_epochs(
-            key, data, (state.params, state.opt_state), self.num_epochs, self.num_minibatches, minibatch_update)
+        lr = common.annealed_lr(hparams.lr, progress, self.anneal_lr)
+        params, opt_state, metrics = common.minibatch_sgd(
+            key, data, state.params, state.opt_state, lambda p, mb: self.loss(p, state, mb, hparams),
+            self.num_epochs, self.num_minibatches, lr, hparams.max_grad_norm, self.adam_eps)
         return state.replace(params=params, opt_state=opt_state), {**metrics, "lr": lr}
