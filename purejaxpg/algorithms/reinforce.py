@@ -22,10 +22,10 @@ limits and batch cuts from V(final observation) instead.
   loss (K = steps whose episode ends inside the batch), so every G_t that enters the gradient is an
   exact Monte-Carlo return. The environments are NOT reset between iterations, so the head of a
   batch continues the episode left unfinished by the previous one and is used when that episode
-  ends here; only the steps that fell in the previous batch are lost. With ``num_steps`` at least
-  the env's time limit every episode ends in the batch that follows its start, so at most one
-  episode per env and batch is dropped. Caveat: this keeps episodes in proportion to where they
-  end, which slightly favours short episodes when ``num_steps`` is small; keep ``num_steps`` long.
+  ends here; only its steps that fell in the previous batch are lost. With ``num_steps`` at least
+  the env's time limit, each env loses at most one episode's early part per batch. Caveat: the
+  lost steps are the early steps of episodes that straddle a batch boundary, which long episodes
+  do more often, so their early states are somewhat under-represented; keep ``num_steps`` long.
 * ``"zero"``: the unfinished tail is kept with the cut treated as a 0 return beyond the batch
   (G_t = partial sum); biased towards 0 for the tail, uses every sample.
 * ``"bootstrap"`` (only with a baseline): the tail is bootstrapped with gamma * V(s_T), like
@@ -182,8 +182,10 @@ class Reinforce:
     HParams: ClassVar[type] = ReinforceHParams
     discrete: ClassVar[bool | None] = None
     baseline: ClassVar[bool] = False
+    #: CartPole-v1: 6 seeds reached 488 on average after 2e5 steps (the per-batch standardisation of
+    #: G_t is a constant baseline; without it lr=1e-2 gives ~270 after 8e4 steps and is unstable later)
     PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=400_000, lr=3e-3),
+        "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=200_000, lr=5e-3, normalize_advantages=True),
     }
 
     cut: str = "mask"
@@ -207,14 +209,12 @@ class Reinforce:
     def init(self, key, spec, hparams) -> common.ActorCriticState:
         tx = common.adam(1.0, self.adam_eps)
         state = common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init, tx,
-                                         with_critic=self.baseline, critic_hidden=self._critic_hidden())
+                                         with_critic=self.baseline,
+                                         critic_hidden=getattr(self, "critic_hidden", None))
         # separate optimiser states: the critic takes several steps per policy step
         opt_state = {"policy": tx.init(state.params["policy"]),
                      "critic": tx.init(state.params["critic"]) if self.baseline else None}
         return state.replace(opt_state=opt_state)
-
-    def _critic_hidden(self):
-        return None
 
     def act(self, state: common.ActorCriticState, obs, key):
         return common.sample_action(state, obs, key)
@@ -250,22 +250,30 @@ class Reinforce:
         entropy = jnp.mean(dist.entropy())
         return pg_loss - ent_coef * entropy, {"policy_loss": pg_loss, "entropy": entropy}
 
-    def update(self, state: common.ActorCriticState, batch, key, hparams, progress):
+    def policy_gradient(self, state: common.ActorCriticState, batch, hparams):
+        """The REINFORCE gradient estimate on a batch, at the current parameters.
+
+        Returns:
+          ``(grads, returns, mask, metrics)``: grads of the policy loss w.r.t. the policy
+          parameters, the reward-to-go G and the kept mask (``[T, N]`` each), scalar metrics.
+        """
         g, weights, mask = self.returns_and_weights(state, batch, hparams.gamma)
-        advantages = g
-        if self.baseline:
-            advantages = g - state.value(batch.obs)
+        advantages = g - state.value(batch.obs) if self.baseline else g
         if self.normalize_advantages:
             advantages = masked_standardize(advantages, mask)
-        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
         grads, metrics = jax.grad(self.policy_loss, has_aux=True)(
             state.params["policy"], state, batch, advantages, weights, mask, hparams.ent_coef)
+        metrics = {**metrics, "kept_fraction": jnp.mean(mask), "mean_return_to_go": masked_mean(g, mask)}
+        return grads, g, mask, metrics
+
+    def update(self, state: common.ActorCriticState, batch, key, hparams, progress):
+        grads, g, mask, metrics = self.policy_gradient(state, batch, hparams)
+        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
         policy, policy_opt, grad_norm = common.apply_updates(tx, grads, state.opt_state["policy"],
                                                              state.params["policy"], hparams.lr)
         params = {**state.params, "policy": policy}
         opt_state = {**state.opt_state, "policy": policy_opt}
-        metrics = {**metrics, "grad_norm": grad_norm, "kept_fraction": jnp.mean(mask),
-                   "mean_return_to_go": masked_mean(g, mask)}
+        metrics["grad_norm"] = grad_norm
         if self.baseline:
             critic, critic_opt, critic_metrics = self.fit_baseline(state, batch, g, mask, key, hparams)
             params["critic"], opt_state["critic"] = critic, critic_opt
@@ -281,7 +289,8 @@ class ReinforceBaseline(Reinforce):
     """REINFORCE with a learned state-value baseline: A_t = G_t - V(s_t) (Sutton & Barto sec. 13.4).
 
     V is fitted by regression on the same reward-to-go targets G_t (masked like the policy loss)
-    with ``critic_epochs`` passes of ``critic_minibatches`` Adam steps per batch, at ``critic_lr``.
+    with ``critic_epochs`` passes of ``critic_minibatches`` Adam steps per batch, at ``critic_lr``
+    (its own Adam state, the same global-norm clip ``max_grad_norm``).
 
     Attributes (besides those of :class:`Reinforce`):
       critic_epochs: passes over the batch for the critic regression.
@@ -292,8 +301,9 @@ class ReinforceBaseline(Reinforce):
     name: ClassVar[str] = "reinforce_baseline"
     HParams: ClassVar[type] = ReinforceBaselineHParams
     baseline: ClassVar[bool] = True
+    #: CartPole-v1: 6 seeds reached 498 on average after 2e5 steps (all >= 493)
     PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=400_000, lr=3e-3, critic_lr=3e-3,
+        "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=200_000, lr=5e-3, critic_lr=1e-2,
                             normalize_advantages=True),
     }
 
@@ -301,14 +311,16 @@ class ReinforceBaseline(Reinforce):
     critic_minibatches: int = 4
     critic_hidden: tuple[int, ...] | None = None
 
-    def _critic_hidden(self):
-        return self.critic_hidden
-
     def validate(self, spec, config) -> None:
         super().validate(spec, config)
         if not isinstance(self.critic_epochs, int) or self.critic_epochs < 1:
             raise ConfigError(f"critic_epochs={self.critic_epochs!r} must be a positive integer.")
-        common.check_minibatches(config, self.critic_minibatches)
+        if not isinstance(self.critic_minibatches, int) or self.critic_minibatches < 1 \
+                or config.batch_size % self.critic_minibatches:
+            raise ConfigError(
+                f"critic_minibatches={self.critic_minibatches!r} does not divide the batch num_envs * num_steps "
+                f"= {config.num_envs} * {config.num_steps} = {config.batch_size}; pick a divisor of "
+                f"{config.batch_size}.")
 
     def fit_baseline(self, state: common.ActorCriticState, batch, targets, mask, key, hparams):
         """Regress V(s_t) on G_t: 0.5 * masked mean (V - G)^2 over minibatches.
