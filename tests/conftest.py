@@ -1,11 +1,15 @@
 """Test-session settings.
 
-CPU async dispatch is turned off for the test process: twice on this 2-core machine a process
-blocked forever waiting for a CPU computation that never ran (every XLA worker thread idle, the
-main thread in ``BlockUntilReady``), which in CI would be a 90-minute hang instead of a failure.
-Synchronous dispatch runs each computation on the calling thread; results are unchanged.
+Twice on this 2-core machine a process blocked forever inside the jitted, vmapped ``init``
+(orthogonal initialisation -> QR -> scipy's OpenBLAS, whose thread server was parked): OpenBLAS
+is kept single-threaded (set before anything loads it) and CPU async dispatch is off, so a
+computation runs on the calling thread. Results are unchanged.
 """
 
-import jax
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import jax  # noqa: E402
 
 jax.config.update("jax_cpu_enable_async_dispatch", False)

@@ -267,6 +267,7 @@ def test_a2c_preset_solves_cartpole():
 VARIANTS = TrainConfig("CartPole-v1", num_envs=8, num_steps=5, total_timesteps=150_000)
 
 
+@pytest.mark.slow
 @pytest.mark.learning
 @pytest.mark.parametrize("settings, hparams", [
     (dict(advantage="nstep"), A2CHParams(lr=2e-3)),

@@ -142,6 +142,7 @@ def test_improves_and_reaches_475_on_cartpole():
     assert np.all(final >= 475), final
 
 
+@pytest.mark.slow
 @pytest.mark.learning
 def test_improves_on_pendulum():
     # 2e5 steps (t_k annealed over them), ~40 s with compilation; 5 seeds end at -690 to -997

@@ -61,7 +61,12 @@ def test_notebook_is_saved_without_outputs(path):
             assert not cell.outputs and cell.execution_count is None, f"{path.name}: save it without outputs"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
+#: the longer notebooks run with ``pytest -m slow``; the default run executes the others
+SLOW_NOTEBOOKS = {"trpo_npg_ppo_cartpole", "grpo_groups"}
+
+
+@pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_NOTEBOOKS else p
+                                  for p in NOTEBOOKS], ids=[path.stem for path in NOTEBOOKS])
 def test_notebook_runs_top_to_bottom_on_the_small_budget(path, kernel, monkeypatch):
     nb = nbformat.read(path, as_version=4)
     missing = _missing_algorithms(nb)

@@ -202,6 +202,7 @@ def test_improves_and_reaches_475_on_cartpole():
     assert np.all(final >= 475), final
 
 
+@pytest.mark.slow
 @pytest.mark.learning
 def test_improves_on_pendulum():
     out = _learn("Pendulum-v1", total_timesteps=200_000)  # ~45 s with compilation (5 seeds: -205 to -291)
