@@ -280,9 +280,6 @@ class Reinforce:
             metrics.update(critic_metrics)
         return state.replace(params=params, opt_state=opt_state), metrics
 
-    def fit_baseline(self, state, batch, targets, mask, key, hparams):  # pragma: no cover - overridden
-        raise NotImplementedError
-
 
 @dataclasses.dataclass(frozen=True)
 class ReinforceBaseline(Reinforce):
