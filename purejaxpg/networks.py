@@ -5,10 +5,15 @@ A policy module maps observations ``[..., *obs_shape]`` to a distribution from
 Initialisation follows the PPO implementation details of Engstrom et al. (2020) and Huang et al.
 (2022): orthogonal weights with gain sqrt(2) in hidden layers, 0.01 for the policy head and 1.0
 for the value head, zero biases.
+
+The orthogonal initialiser is our own (:func:`orthogonal`): flax's calls jaxlib's LAPACK QR,
+whose batched CPU kernel deadlocked when two vmapped QRs ran at once on a 2-thread pool (see
+the function's docstring).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
@@ -30,6 +35,52 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
 
+def _orthonormal_columns(a: jax.Array) -> jax.Array:
+    """Q of the QR decomposition ``a = Q R`` with ``diag(R) > 0``, for ``a`` of shape ``[m, n]``, m >= n.
+
+    Classical Gram-Schmidt with re-orthogonalisation ("CGS2"; Giraud et al. 2005): column j is
+    projected off the j finished columns twice, then normalised. The columns not yet computed are
+    zero, so ``q @ (q.T @ v)`` projects onto exactly the finished ones. Twice is enough for
+    orthogonality to working precision. Positive ``diag(R)`` is the sign convention that makes Q of
+    a Gaussian matrix Haar-distributed (Mezzadri 2007), the same Q as flax's initialiser.
+    """
+
+    def column(j, q):
+        v = jax.lax.dynamic_index_in_dim(a, j, axis=1, keepdims=False)
+        for _ in range(2):
+            v = v - q @ (q.T @ v)
+        v = v / jnp.sqrt(jnp.sum(v * v))
+        return jax.lax.dynamic_update_index_in_dim(q, v, j, axis=1)
+
+    return jax.lax.fori_loop(0, a.shape[1], column, jnp.zeros_like(a))
+
+
+def orthogonal(scale: float = 1.0) -> Callable:
+    """Orthogonal initialiser (Saxe et al. 2014), a drop-in for ``flax.linen.initializers.orthogonal``.
+
+    For a kernel of shape ``[..., n_out]`` with ``n_in = prod(shape[:-1])``: draw a Gaussian
+    matrix of shape ``[max, min]`` of (n_in, n_out), take Q of its QR decomposition with positive
+    ``diag(R)`` (transposed when n_in < n_out), multiply by ``scale``. Same key, same Gaussian
+    draw and the same Q as flax's initialiser up to float rounding (tested).
+
+    Why not flax's: it calls jaxlib's LAPACK ``geqrf`` custom call. Under ``vmap`` over seeds that
+    kernel splits the batch over XLA's intra-op thread pool and blocks until the pieces finish;
+    on a 2-core machine, two such QRs (one per layer) started at once on the pool's two threads
+    and each waited forever for work queued behind the other (seen in CI, stacks in
+    ``jax::ParallelBatchMap``). Gram-Schmidt in a ``fori_loop`` uses no custom call.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+        n_in, n_out = math.prod(shape[:-1]), shape[-1]
+        tall = n_in >= n_out
+        gaussian = jax.random.normal(key, (n_in, n_out) if tall else (n_out, n_in), jnp.float32)
+        q = _orthonormal_columns(gaussian)
+        q = q if tall else q.T
+        return (scale * q).reshape(tuple(shape)).astype(dtype)
+
+    return init
+
+
 def _flatten_obs(obs: jax.Array, obs_ndim: int) -> jax.Array:
     """``[..., *obs_shape] -> [..., prod(obs_shape)]``."""
     batch_shape = obs.shape[: obs.ndim - obs_ndim]
@@ -48,8 +99,8 @@ class MLP(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.activation]
         for width in self.hidden:
-            x = act(nn.Dense(width, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x))
-        return nn.Dense(self.out_dim, kernel_init=nn.initializers.orthogonal(self.out_scale))(x)
+            x = act(nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(x))
+        return nn.Dense(self.out_dim, kernel_init=orthogonal(self.out_scale))(x)
 
 
 class CategoricalPolicy(nn.Module):
