@@ -242,19 +242,26 @@ def scale_rewards(loop: EnvLoopState, reward: jax.Array, done: jax.Array, gamma:
     return loop.replace(return_stats=stats, discounted_return=last), reward / jnp.sqrt(stats.var + 1e-8)
 
 
+def _key_batch_ndim(key: jax.Array) -> int:
+    """Batch dimensions of a PRNG key array (typed keys, or raw ``uint32[..., 2]`` keys)."""
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key.ndim
+    return key.ndim - 1
+
+
 def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, key: jax.Array):
     """Step N environments once (auto-reset inside gymnax) and track episode statistics.
 
     Args:
       loop: the current ``EnvLoopState``.
       action: ``[N]`` int actions or ``[N, D]`` float actions as sampled by the policy.
-      key: one key, split into N step keys.
+      key: one key, split into N step keys, or ``[N]`` step keys already split.
     Returns:
       ``(new_loop, StepOutput)``.
     """
     num_envs = loop.obs.shape[0]
     chex.assert_shape(action, (num_envs,) + (() if spec.discrete else (spec.action_dim,)))
-    keys = jax.random.split(key, num_envs)
+    keys = key if _key_batch_ndim(key) == 1 else jax.random.split(key, num_envs)
     obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
         keys, loop.env_state, env_action(spec, action), env_params
     )

@@ -79,18 +79,22 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
     def view(obs: jax.Array) -> jax.Array:
         return stats.normalize(obs) if normalize_obs else obs
 
-    def one_step(loop, step_key):
-        act_key, env_key = jax.random.split(step_key)
+    def one_step(loop, step_keys):
+        act_key, env_keys = step_keys[0], step_keys[1:]
         seen = view(loop.obs)
         action, extras = act(seen, act_key)
         raw_obs = loop.obs
-        loop, out = envs.step(env, env_params, spec, loop, action, env_key)
+        loop, out = envs.step(env, env_params, spec, loop, action, env_keys)
         transition = Transition(seen, action, out.reward, out.terminated, out.truncated, out.next_obs, extras,
                                 out.done, out.finished_return, out.finished_length)
         # raw observations are kept only to merge them into the statistics after the rollout
         return loop, (transition, raw_obs if normalize_obs else None)
 
-    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, jax.random.split(key, num_steps), unroll=unroll)
+    # every key of the rollout in one batched split: row t holds the policy's key and the N env
+    # keys of step t (a split inside the loop body would be two more hash kernels per step)
+    num_envs = loop.obs.shape[0]
+    step_keys = jax.random.split(key, (num_steps, num_envs + 1))
+    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, step_keys, unroll=unroll)
     if normalize_obs:
         loop = loop.replace(obs_stats=stats.update(raw_obs))
         traj = traj.replace(next_obs=stats.normalize(traj.next_obs))

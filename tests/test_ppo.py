@@ -11,10 +11,12 @@ from purejaxpg.config import TrainConfig
 
 @pytest.mark.learning
 def test_ppo_solves_cartpole_classic_config():
-    # the classic CleanRL/PureJaxRL config: 4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4 annealed
-    algo, config, hp = experiment.build("ppo", "CartPole-v1", {"total_timesteps": 300_000})
+    # the classic CleanRL/PureJaxRL config: 4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4
+    # annealed, 5e5 steps. Seeds 0-7 all end at 500 there; at 3e5 two of eight end below 475, so a
+    # shorter budget would test the luck of the seeds, not the algorithm.
+    algo, config, hp = experiment.build("ppo", "CartPole-v1", {"total_timesteps": 500_000})
     trainer = train.make_train(algo, config, hp)
-    out = train.run_chunked(trainer, train.seed_keys(0, 2), hp)
+    out = train.run_chunked(trainer, train.seed_keys(0, 4), hp)
     finals = results.final_returns(out.metrics)
     assert np.all(finals >= 475), finals
 

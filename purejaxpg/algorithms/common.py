@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
+from jax.flatten_util import ravel_pytree
 
 from purejaxpg import envs, networks, returns
 from purejaxpg.config import ConfigError
@@ -127,17 +128,28 @@ def minibatch_epochs(key: jax.Array, data: Any, carry: Any, num_epochs: int, num
       num_epochs, num_minibatches: static counts; B must be divisible by num_minibatches.
       update_fn: ``update_fn(carry, minibatch) -> (carry, metrics)``.
     Returns:
-      ``(carry, metrics averaged over all minibatch updates)``.
+      ``(carry, metrics averaged over all minibatch updates)``; a metric that is not a scalar is
+      averaged over its elements too.
     """
     batch_size = jax.tree.leaves(data)[0].shape[0]
+    minibatch = jax.tree.map(lambda x: jax.ShapeDtypeStruct((batch_size // num_minibatches,) + x.shape[1:], x.dtype),
+                             data)
+    metrics_def = jax.tree.structure(jax.eval_shape(update_fn, carry, minibatch)[1])
 
-    def epoch(carry, epoch_key):
+    def step(state, minibatch):
+        carry, sums = state
+        carry, metrics = update_fn(carry, minibatch)
+        # the metrics are summed in the carry as one vector: one kernel per step, not one per metric
+        return (carry, sums + jnp.stack([jnp.mean(m) for m in jax.tree.leaves(metrics)])), None
+
+    def epoch(state, epoch_key):
         perm = jax.random.permutation(epoch_key, batch_size)
         shuffled = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), data)
-        return jax.lax.scan(update_fn, carry, shuffled)
+        return jax.lax.scan(step, state, shuffled)[0], None
 
-    carry, metrics = jax.lax.scan(epoch, carry, jax.random.split(key, num_epochs))
-    return carry, jax.tree.map(jnp.mean, metrics)
+    sums = jnp.zeros((metrics_def.num_leaves,), jnp.float32)
+    (carry, sums), _ = jax.lax.scan(epoch, (carry, sums), jax.random.split(key, num_epochs))
+    return carry, jax.tree.unflatten(metrics_def, list(sums / (num_epochs * num_minibatches)))
 
 
 def annealed_lr(lr: jax.Array, progress: jax.Array, anneal: bool) -> jax.Array:
@@ -151,18 +163,53 @@ def minibatch_sgd(key: jax.Array, data: Any, params: Any, opt_state: Any,
     """Epochs of shuffled minibatch Adam steps on ``loss_fn(params, minibatch) -> (loss, metrics)``.
 
     The optimiser is :func:`adam` (global-norm clip, then Adam) with step ``lr``. Returns
-    ``(params, opt_state, metrics averaged over all steps, with "grad_norm")``.
+    ``(params, opt_state, metrics averaged over all steps, with "grad_norm")``, both in the
+    caller's layout.
+
+    Inside the loop the parameters and Adam's moments are one flat vector each
+    (``jax.flatten_util.ravel_pytree``): Adam and the norm clip are elementwise or global, so
+    the arithmetic is the same, but each minibatch step runs one optimiser kernel instead of a
+    few per parameter leaf. With small networks on CPU that per-kernel overhead, not FLOPs,
+    was the larger part of the update (``benchmarks/ppo_cartpole.py``).
     """
     tx = adam(max_grad_norm, adam_eps)
+    if jax.tree.structure(params).num_leaves <= 1:  # already one array: nothing to flatten
+        flat, unravel, flat_state = params, (lambda x: x), opt_state
+    else:
+        flat, unravel = ravel_pytree(params)
+        flat_state = _ravel_params_like(opt_state, params)
 
     def step(carry, minibatch):
-        params, opt_state = carry
-        grads, metrics = jax.grad(loss_fn, has_aux=True)(params, minibatch)
-        params, opt_state, grad_norm = apply_updates(tx, grads, opt_state, params, lr)
-        return (params, opt_state), {**metrics, "grad_norm": grad_norm}
+        flat, flat_state = carry
+        grads, metrics = jax.grad(lambda f: loss_fn(unravel(f), minibatch), has_aux=True)(flat)
+        flat, flat_state, grad_norm = apply_updates(tx, grads, flat_state, flat, lr)
+        return (flat, flat_state), {**metrics, "grad_norm": grad_norm}
 
-    (params, opt_state), metrics = minibatch_epochs(key, data, (params, opt_state), num_epochs, num_minibatches, step)
-    return params, opt_state, metrics
+    (flat, flat_state), metrics = minibatch_epochs(key, data, (flat, flat_state), num_epochs, num_minibatches,
+                                                   step)
+    if jax.tree.structure(params).num_leaves <= 1:
+        return flat, flat_state, metrics
+    return unravel(flat), _unravel_params_like(opt_state, flat_state, params), metrics
+
+
+def _params_matcher(params: Any) -> Callable[[Any], bool]:
+    """A predicate true on the subtrees of an optimiser state laid out like ``params``."""
+    treedef = jax.tree.structure(params)
+    return lambda x: jax.tree.structure(x) == treedef
+
+
+def _ravel_params_like(opt_state: Any, params: Any) -> Any:
+    """Replace every params-shaped subtree of ``opt_state`` (Adam's mu, nu) by its flat vector."""
+    matches = _params_matcher(params)
+    return jax.tree.map(lambda x: ravel_pytree(x)[0] if matches(x) else x, opt_state, is_leaf=matches)
+
+
+def _unravel_params_like(opt_state: Any, flat_state: Any, params: Any) -> Any:
+    """Inverse of :func:`_ravel_params_like`, with ``opt_state`` giving the original layout."""
+    matches = _params_matcher(params)
+    unravel = ravel_pytree(params)[1]
+    return jax.tree.map(lambda orig, flat: unravel(flat) if matches(orig) else flat, opt_state, flat_state,
+                        is_leaf=matches)
 
 
 def check_action_space(name: str, spec: envs.EnvSpec, discrete: bool | None) -> None:
