@@ -195,7 +195,8 @@ def _learn(env_id, num_seeds=2, **overrides):
 
 @pytest.mark.learning
 def test_improves_and_reaches_475_on_cartpole():
-    out = _learn("CartPole-v1", total_timesteps=300_000)  # ~35 s with compilation (5 seeds: all 500)
+    # the preset's 5e5 steps: seeds 0-7 all end at 500 there; at 3e5 three of eight end below 475
+    out = _learn("CartPole-v1", total_timesteps=500_000)
     first = np.nanmean(out.metrics["episode_return"][:, :2], axis=1)
     final = results.final_returns(out.metrics)
     assert np.all(first < 40), first

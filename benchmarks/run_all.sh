@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every benchmark behind the README's tables, in the order the README uses them (about 80 minutes
+# on the 2-core machine; run it on an otherwise idle machine, timings are wall-clock).
+set -euo pipefail
+cd "$(dirname "$0")"
+python learning.py --envs CartPole-v1 Pendulum-v1
+python throughput.py algos
+python throughput.py seeds
+python throughput.py envs
+python ppo_cartpole.py --seeds 1 8 --repeats 2 --pendulum
+python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
