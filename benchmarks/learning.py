@@ -40,7 +40,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="env steps per seed (default: per-env budget, or the preset's)")
     args = parser.parse_args()
 
-    from purejaxpg import algorithms, experiment
+    from purejaxpg import algorithms, envs, experiment, train
     from purejaxpg.config import ConfigError
 
     path = os.path.join(_common.RESULTS, "learning.json")
@@ -52,12 +52,18 @@ def main() -> None:
         for algo_name in args.algos:
             preset = getattr(algorithms.get(algo_name), "PRESETS", {}).get(env_id, {})
             steps = args.steps or preset.get("total_timesteps") or BUDGETS.get(env_id, 500_000)
+            overrides = {"total_timesteps": steps}
+            spec = envs.make(env_id)[2]
+            if "episode_group_size" in experiment.settings_fields(algorithms.get(algo_name)) and not preset \
+                    and spec.max_episode_steps and spec.max_episode_steps <= 1000:
+                # episodic groups (GRPO) need whole episodes per rollout: 4 groups of 8 envs
+                overrides.update(num_envs=32, num_steps=spec.max_episode_steps)
             try:
-                experiment.build(algo_name, env_id, {"total_timesteps": steps})
+                train.make_train(*experiment.build(algo_name, env_id, overrides))  # validates, no compile
             except ConfigError as err:
-                print(f"skip {algo_name} on {env_id}: {err}")
+                print(f"skip {algo_name} on {env_id}: {err}", flush=True)
                 continue
-            row = _common.time_purejaxpg(algo_name, env_id, {"total_timesteps": steps}, args.seeds)
+            row = _common.time_purejaxpg(algo_name, env_id, overrides, args.seeds)
             cells[(algo_name, env_id)] = row
             print(f"{algo_name:>18} {env_id:>12}: mean {row['final_return_mean']:8.1f} worst "
                   f"{row['final_return_worst']:8.1f} | {row['timesteps_per_seed']:>9,d} steps/seed | "

@@ -1,0 +1,80 @@
+"""Print the README's result tables (Markdown) from the JSON files the benchmark scripts wrote.
+
+    python benchmarks/readme_tables.py
+
+Reads ``benchmarks/results/{ppo_cartpole,throughput_algos,throughput_envs,throughput_seeds,learning}.json``
+(whichever exist) and prints one Markdown table per file, so the figures in the README are the
+scripts' own output, not retyped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import _common
+
+ENV_ORDER = ["CartPole-v1", "Acrobot-v1", "Pendulum-v1", "MountainCarContinuous-v0", "Breakout-MinAtar"]
+
+
+def _load(name: str) -> dict | None:
+    path = os.path.join(_common.RESULTS, f"{name}.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def _fmt(value, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def markdown(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """A Markdown table; ``columns`` are ``(header, key, format spec)``."""
+    lines = ["| " + " | ".join(h for h, _, _ in columns) + " |", "|" + " --- |" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(k), f) for _, k, f in columns) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ppo = _load("ppo_cartpole")
+    if ppo:
+        rows = []
+        for r in ppo["rows"]:
+            name = {"purejaxpg": f"purejaxpg `{r.get('algo')}`", "rejax": "rejax `ppo` (same config)"}.get(
+                r["library"], "raw gymnax stepping, random actions (ceiling)")
+            rows.append({**r, "name": name if r.get("env_id") == "CartPole-v1" else f"{name} on {r['env_id']}"})
+        print("### PPO, classic CartPole config, vs rejax and the ceiling\n")
+        print(markdown(rows, [("library", "name", ""), ("seeds", "num_seeds", "d"),
+                              ("env steps/s", "steps_per_second", ",.0f"), ("purejaxpg / rejax", "ratio_purejaxpg_over_rejax", ".2f"),
+                              ("compile s", "compile_s", ".1f"), ("final return mean", "final_return_mean", ".1f"),
+                              ("worst seed", "final_return_worst", ".1f")]))
+        print(f"\n({ppo['machine']['date']}, `{ppo['machine']['command']}`)\n")
+    algos = _load("throughput_algos")
+    if algos:
+        print("### Steps/s per algorithm, CartPole-v1, 4 envs x 128 steps, 1 seed\n")
+        print(markdown(algos["rows"], [("algo", "algo", ""), ("env steps/s", "steps_per_second", ",.0f"),
+                                       ("compile s", "compile_s", ".1f")]))
+        print(f"\n({algos['machine']['date']}, `{algos['machine']['command']}`)\n")
+    for mode, header in (("envs", "num_envs"), ("seeds", "num_seeds")):
+        data = _load(f"throughput_{mode}")
+        if data:
+            print(f"### PPO steps/s as {header} grows (CartPole-v1, 128 steps per env per iteration)\n")
+            print(markdown(data["rows"], [(header, header, "d"), ("env steps/s", "steps_per_second", ",.0f"),
+                                          ("raw env ceiling", "ceiling_steps_per_second", ",.0f"),
+                                          ("compile s", "compile_s", ".1f")]))
+            print(f"\n({data['machine']['date']}, `{data['machine']['command']}`)\n")
+    learning = _load("learning")
+    if learning:
+        rows = sorted(learning["rows"], key=lambda r: (ENV_ORDER.index(r["env_id"]) if r["env_id"] in ENV_ORDER
+                                                        else len(ENV_ORDER), r["env_id"], r["algo"]))
+        print("### Final return per algorithm and environment, 8 seeds\n")
+        print(markdown(rows, [("env", "env_id", ""), ("algo", "algo", ""), ("env steps per seed", "timesteps_per_seed", ",d"),
+                              ("seeds", "num_seeds", "d"), ("final return mean", "final_return_mean", ".1f"),
+                              ("worst seed", "final_return_worst", ".1f"), ("env steps/s", "steps_per_second", ",.0f")]))
+        print(f"\n(last cell written {learning['machine']['date']}, `python benchmarks/learning.py --envs ...`)\n")
+
+
+if __name__ == "__main__":
+    main()
