@@ -21,7 +21,7 @@ import _common
 
 #: env -> env steps per seed. CartPole and Pendulum at the usual budgets; the others at budgets that
 #: fit this 2-core machine (10 algorithms x 8 seeds each): Breakout-MinAtar is usually run for 1e7
-#: steps, and 1e6 here only shows whether an algorithm starts to learn it.
+#: steps, ten times what fits here.
 BUDGETS = {
     "CartPole-v1": 500_000,
     "Acrobot-v1": 500_000,
@@ -49,12 +49,13 @@ def main() -> None:
         with open(path) as fh:
             cells = {(r["algo"], r["env_id"]): r for r in json.load(fh).get("rows", [])}
     for env_id in args.envs:
+        spec = envs.make(env_id)[2]
         for algo_name in args.algos:
-            preset = getattr(algorithms.get(algo_name), "PRESETS", {}).get(env_id, {})
+            algo_cls = algorithms.get(algo_name)
+            preset = getattr(algo_cls, "PRESETS", {}).get(env_id, {})
             steps = args.steps or preset.get("total_timesteps") or BUDGETS.get(env_id, 500_000)
             overrides = {"total_timesteps": steps}
-            spec = envs.make(env_id)[2]
-            if "episode_group_size" in experiment.settings_fields(algorithms.get(algo_name)) and not preset \
+            if "episode_group_size" in experiment.settings_fields(algo_cls) and not preset \
                     and spec.max_episode_steps and spec.max_episode_steps <= 1000:
                 # episodic groups (GRPO) need whole episodes per rollout: 4 groups of 8 envs
                 overrides.update(num_envs=32, num_steps=spec.max_episode_steps)

@@ -173,11 +173,7 @@ def minibatch_sgd(key: jax.Array, data: Any, params: Any, opt_state: Any,
     was the larger part of the update (``benchmarks/ppo_cartpole.py``).
     """
     tx = adam(max_grad_norm, adam_eps)
-    if jax.tree.structure(params).num_leaves <= 1:  # already one array: nothing to flatten
-        flat, unravel, flat_state = params, (lambda x: x), opt_state
-    else:
-        flat, unravel = ravel_pytree(params)
-        flat_state = _ravel_params_like(opt_state, params)
+    flat, unravel, flat_state, unravel_state = _flatten_params_and_state(params, opt_state)
 
     def step(carry, minibatch):
         flat, flat_state = carry
@@ -187,29 +183,31 @@ def minibatch_sgd(key: jax.Array, data: Any, params: Any, opt_state: Any,
 
     (flat, flat_state), metrics = minibatch_epochs(key, data, (flat, flat_state), num_epochs, num_minibatches,
                                                    step)
-    if jax.tree.structure(params).num_leaves <= 1:
-        return flat, flat_state, metrics
-    return unravel(flat), _unravel_params_like(opt_state, flat_state, params), metrics
+    return unravel(flat), unravel_state(flat_state), metrics
 
 
-def _params_matcher(params: Any) -> Callable[[Any], bool]:
-    """A predicate true on the subtrees of an optimiser state laid out like ``params``."""
+def _flatten_params_and_state(params: Any, opt_state: Any):
+    """``(flat_params, unravel, flat_opt_state, unravel_opt_state)``.
+
+    The params-shaped subtrees of the optax state (Adam's mu and nu) are flattened like the
+    parameters; the two ``unravel`` functions give back the caller's layouts. Parameters that
+    are already one array are left as they are.
+    """
     treedef = jax.tree.structure(params)
-    return lambda x: jax.tree.structure(x) == treedef
+    if treedef.num_leaves <= 1:
+        return params, (lambda x: x), opt_state, (lambda x: x)
+    flat, unravel = ravel_pytree(params)
 
+    def params_like(x):
+        return jax.tree.structure(x) == treedef
 
-def _ravel_params_like(opt_state: Any, params: Any) -> Any:
-    """Replace every params-shaped subtree of ``opt_state`` (Adam's mu, nu) by its flat vector."""
-    matches = _params_matcher(params)
-    return jax.tree.map(lambda x: ravel_pytree(x)[0] if matches(x) else x, opt_state, is_leaf=matches)
+    flat_state = jax.tree.map(lambda x: ravel_pytree(x)[0] if params_like(x) else x, opt_state, is_leaf=params_like)
 
+    def unravel_state(flat_state):
+        return jax.tree.map(lambda orig, f: unravel(f) if params_like(orig) else f, opt_state, flat_state,
+                            is_leaf=params_like)
 
-def _unravel_params_like(opt_state: Any, flat_state: Any, params: Any) -> Any:
-    """Inverse of :func:`_ravel_params_like`, with ``opt_state`` giving the original layout."""
-    matches = _params_matcher(params)
-    unravel = ravel_pytree(params)[1]
-    return jax.tree.map(lambda orig, flat: unravel(flat) if matches(orig) else flat, opt_state, flat_state,
-                        is_leaf=matches)
+    return flat, unravel, flat_state, unravel_state
 
 
 def check_action_space(name: str, spec: envs.EnvSpec, discrete: bool | None) -> None:
