@@ -56,6 +56,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 from optax import tree_utils as otu
 
 PyTree = Any
@@ -145,31 +146,40 @@ def fisher_vector_product(
 def _cg_solve(
     matvec: MatVec, b: PyTree, iters: int, tol: jax.typing.ArrayLike
 ) -> tuple[PyTree, PyTree]:
-    """CG from ``x = 0``; returns ``(x, A x)``, ``A x`` from one extra matvec."""
-    x0 = otu.tree_zeros_like(b)
-    rs0 = otu.tree_vdot(b, b)
+    """CG from ``x = 0``; returns ``(x, A x)``, ``A x`` from one extra matvec.
+
+    The iteration runs on one flat vector (``ravel_pytree``): the vector updates and the masks
+    are then one kernel each rather than one per parameter leaf, which is most of CG's cost for
+    small policies. ``matvec`` is still called on the caller's pytree layout.
+    """
+    flat_b, unravel = ravel_pytree(b)
+
+    def flat_matvec(v):
+        return ravel_pytree(matvec(unravel(v)))[0].astype(flat_b.dtype)
 
     def body(_, state):
         x, r, p, rs = state
-        ap = matvec(p)
-        pap = otu.tree_vdot(p, ap)
+        ap = flat_matvec(p)
+        pap = jnp.vdot(p, ap)
         # Update only while the residual is still above tolerance and the curvature along p is
         # usable; otherwise carry the state unchanged (a masked no-op keeps the trip count static).
         active = (rs >= tol) & (rs > 0) & jnp.isfinite(rs) & (pap != 0) & jnp.isfinite(pap)
         alpha = rs / jnp.where(active, pap, 1.0)
-        x_new = otu.tree_add_scale(x, alpha, p)
-        r_new = otu.tree_add_scale(r, -alpha, ap)
-        rs_new = otu.tree_vdot(r_new, r_new)
+        x_new = x + alpha * p
+        r_new = r - alpha * ap
+        rs_new = jnp.vdot(r_new, r_new)
         beta = rs_new / jnp.where(active, rs, 1.0)
-        p_new = otu.tree_add_scale(r_new, beta, p)
+        p_new = r_new + beta * p
         return (
-            otu.tree_where(active, x_new, x),
-            otu.tree_where(active, r_new, r),
-            otu.tree_where(active, p_new, p),
+            jnp.where(active, x_new, x),
+            jnp.where(active, r_new, r),
+            jnp.where(active, p_new, p),
             jnp.where(active, rs_new, rs),
         )
 
-    x, _, _, _ = jax.lax.fori_loop(0, iters, body, (x0, b, b, rs0))
+    state = (jnp.zeros_like(flat_b), flat_b, flat_b, jnp.vdot(flat_b, flat_b))
+    x, _, _, _ = jax.lax.fori_loop(0, iters, body, state)
+    x = unravel(x)
     return x, matvec(x)
 
 

@@ -110,10 +110,12 @@ def test_trpo_run_kl_metric_never_exceeds_delta():
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_npg_and_trpo_steps_equal_the_dense_natural_step(env_id):
     """theta_new - theta_old = coef^k sqrt(2 delta / x^T (F + d I) x) x, x = (F + d I)^{-1} g, with F
-    the dense Hessian of the mean KL and g = grad mean(ratio * normalised GAE advantage)."""
-    damping, delta = 0.1, 0.01
+    the dense Hessian of the mean KL over every 3rd sample (``fisher_subsample=3``) and
+    g = grad mean(ratio * normalised GAE advantage) over the whole batch."""
+    damping, delta, every = 0.1, 0.01, 3
     num_params = 4 * 8 + 8 + 8 * 2 + 2 if env_id == "CartPole-v1" else 3 * 8 + 8 + 8 + 1 + 1
-    settings = dict(hidden=(8,), cg_iters=2 * num_params, critic_epochs=1, critic_minibatches=2)
+    settings = dict(hidden=(8,), cg_iters=2 * num_params, critic_epochs=1, critic_minibatches=2,
+                    fisher_subsample=every)
     variants = [(NPG(**settings), NPGHParams(max_kl=delta, damping=damping)),
                 (TRPO(**settings), TRPOHParams(max_kl=delta, damping=damping))]
     if env_id == "CartPole-v1":  # Kakade's fixed step eta x
@@ -147,7 +149,7 @@ def test_npg_and_trpo_steps_equal_the_dense_natural_step(env_id):
             return jnp.mean(ratio * jnp.asarray(adv, jnp.float32))
 
         def mean_kl(f):
-            new = state.policy.apply(unravel(f), obs)
+            new = state.policy.apply(unravel(f), obs[::every])
             return jnp.mean(jax.lax.stop_gradient(new).kl(new))
 
         g = np.asarray(jax.grad(surrogate)(flat), np.float64)
@@ -219,6 +221,10 @@ def test_invalid_settings_fail_before_compiling():
         train.make_train(TRPO(), TrainConfig("CartPole-v1"), TRPOHParams(backtrack_coef=1.0))
     with pytest.raises(ConfigError, match="max_kl=0"):
         train.make_train(NPG(), TrainConfig("CartPole-v1"), NPGHParams(max_kl=0.0))
+    with pytest.raises(ConfigError, match="fisher_subsample=0"):
+        train.make_train(TRPO(fisher_subsample=0), TrainConfig("CartPole-v1", 4, 64, 1024))
+    with pytest.raises(ConfigError, match="fisher_subsample=257"):
+        train.make_train(NPG(fisher_subsample=257), TrainConfig("CartPole-v1", 4, 64, 1024))
 
 
 # --------------------------------------------------------------------------------------------

@@ -221,7 +221,7 @@ class NAC:
         if self.use_critic:
             critic_params, opt_state, value_loss = fit_critic(
                 state, {"obs": obs, "target": data["target"]}, key, hparams.critic_lr, self.critic_epochs,
-                self.critic_minibatches, self._critic_tx())
+                self.critic_minibatches, self.adam_eps)
             params["critic"] = critic_params
             state = state.replace(opt_state=opt_state)
             metrics["value_loss"] = value_loss

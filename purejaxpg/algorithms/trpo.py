@@ -98,36 +98,31 @@ def init_critic_optimizer(state: common.ActorCriticState, tx: optax.GradientTran
 
 
 def fit_critic(state: common.ActorCriticState, data: dict, key: jax.Array, lr: jax.Array,
-               num_epochs: int, num_minibatches: int, tx: optax.GradientTransformation):
+               num_epochs: int, num_minibatches: int, adam_eps: float):
     """Fit V to targets with minibatch Adam; ``opt_state`` is over the critic's params only.
 
     General helper (a candidate for ``common``): minimises 0.5 mean((V(s) - target)^2)
-    (`objectives.value_loss`) over ``num_epochs`` passes of ``num_minibatches`` shuffled minibatches.
+    (`objectives.value_loss`) over ``num_epochs`` passes of ``num_minibatches`` shuffled
+    minibatches with `common.minibatch_sgd` (Adam without a norm clip).
 
     Args:
-      state: actor-critic state whose ``opt_state`` is ``tx.init(params["critic"])``.
+      state: actor-critic state whose ``opt_state`` is ``common.adam(None, adam_eps).init(params["critic"])``.
       data: ``{"obs": [B, *obs_shape], "target": [B]}``.
       key: shuffling key.
       lr: scalar learning rate (may be traced).
       num_epochs, num_minibatches: static counts.
-      tx: the optimiser (e.g. ``common.adam()``).
+      adam_eps: Adam's epsilon.
     Returns:
       ``(critic_params, opt_state, mean value loss over the minibatch steps)``.
     """
 
-    def minibatch_update(carry, minibatch):
-        params, opt_state = carry
+    def loss_fn(params, minibatch):
+        loss = objectives.value_loss(state.critic.apply(params, minibatch["obs"]), minibatch["target"])
+        return loss, {"value_loss": loss}
 
-        def loss_fn(p):
-            return objectives.value_loss(state.critic.apply(p, minibatch["obs"]), minibatch["target"])
-
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        params, opt_state, _ = common.apply_updates(tx, grads, opt_state, params, lr)
-        return (params, opt_state), loss
-
-    (params, opt_state), losses = common.minibatch_epochs(
-        key, data, (state.params["critic"], state.opt_state), num_epochs, num_minibatches, minibatch_update)
-    return params, opt_state, losses
+    params, opt_state, metrics = common.minibatch_sgd(
+        key, data, state.params["critic"], state.opt_state, loss_fn, num_epochs, num_minibatches, lr, None, adam_eps)
+    return params, opt_state, metrics["value_loss"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +133,9 @@ class NPG:
       normalize_step: NPG as in Spinning Up, one step of KL model size ``max_kl``
         (theta += sqrt(2 delta / x^T F x) x); False gives Kakade's fixed step theta += step_size x.
       cg_iters: conjugate-gradient iterations.
+      fisher_subsample: the Fisher-vector products use every k-th sample of the flattened batch
+        (1: all of it). The policy gradient, the KL of the line search and the metrics always use
+        the whole batch, so the trust region is checked on every sample.
       critic_epochs, critic_minibatches: Adam passes over the batch for the critic, and
         minibatches per pass (must divide num_envs * num_steps).
       hidden, activation: MLP shape of the policy (``hidden=()``: a linear policy).
@@ -162,6 +160,7 @@ class NPG:
 
     normalize_step: bool = True
     cg_iters: int = 10
+    fisher_subsample: int = 5
     critic_epochs: int = 10
     critic_minibatches: int = 8
     hidden: tuple[int, ...] = (64, 64)
@@ -175,6 +174,9 @@ class NPG:
     def validate(self, spec, config) -> None:
         common.check_action_space(self.name, spec, self.discrete)
         check_critic_minibatches(config, self.critic_minibatches)
+        if not 1 <= self.fisher_subsample <= config.batch_size:
+            raise ConfigError(f"fisher_subsample={self.fisher_subsample} must be between 1 (the whole batch) and "
+                              f"the batch size num_envs * num_steps = {config.batch_size}; 5 is the usual choice.")
 
     def _critic_tx(self) -> optax.GradientTransformation:
         return common.adam(None, self.adam_eps)
@@ -219,7 +221,11 @@ class NPG:
             new = dist_fn(candidate)
             return surrogate(new) - surrogate_old, jnp.mean(old.kl(new))
 
-        matvec = natural.make_fisher_vector_product(dist_fn, theta, hparams.damping)
+        # the Fisher is estimated on every k-th sample (Schulman's TRPO code and baselines use k = 5);
+        # the gradient, the line search's KL and the surrogate use the whole batch
+        fisher_obs = obs[::self.fisher_subsample]
+        matvec = natural.make_fisher_vector_product(lambda p: state.policy.apply(p, fisher_obs), theta,
+                                                    hparams.damping)
         metrics: dict[str, jax.Array] = {"entropy": jnp.mean(old.entropy())}
         if self.line_search or self.normalize_step:
             step, info = natural.natural_step(grad, matvec, hparams.max_kl, self.cg_iters)
@@ -249,7 +255,7 @@ class NPG:
         policy_params, metrics = self.policy_step(state, data["obs"], data["action"], data["advantage"], hparams)
         critic_params, opt_state, value_loss = fit_critic(
             state, {"obs": data["obs"], "target": data["target"]}, key, hparams.critic_lr,
-            self.critic_epochs, self.critic_minibatches, self._critic_tx())
+            self.critic_epochs, self.critic_minibatches, self.adam_eps)
         state = state.replace(params={"policy": policy_params, "critic": critic_params}, opt_state=opt_state)
         return state, {**metrics, "value_loss": value_loss}
 
