@@ -256,7 +256,7 @@ def test_linear_gaussian_over_a_fourier_basis_learns_pendulum_with_trpo():
     from purejaxpg.config import TrainConfig
 
     phi = features.FourierBasis(order=3, low=(-1.0, -1.0, -8.0), high=(1.0, 1.0, 8.0))
-    algo = TRPO(hidden=(), features=phi)
+    algo = TRPO(hidden=(), features=phi, critic_epochs=10, critic_minibatches=8)  # Pendulum preset's critic
     hparams = TRPOHParams(gamma=0.95, critic_lr=3e-3)
     config = TrainConfig("Pendulum-v1", num_envs=20, num_steps=200, total_timesteps=200_000)
     trainer = train.make_train(algo, config, hparams)
