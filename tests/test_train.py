@@ -100,5 +100,5 @@ def test_hparams_grid_validated_elementwise():
 
 def test_presets_then_overrides():
     algo, config, hp = experiment.build("ppo", "Pendulum-v1", {"num_envs": 10})
-    assert config.num_envs == 10 and config.num_steps == 100 and algo.num_epochs == 10 and hp.gamma == 0.995
+    assert config.num_envs == 10 and config.num_steps == 100 and algo.num_epochs == 10 and hp.gamma == 0.95
     assert dataclasses.asdict(config)["normalize_obs"]
