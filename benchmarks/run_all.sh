@@ -8,4 +8,5 @@ python throughput.py algos
 python throughput.py seeds
 python throughput.py envs
 python ppo_cartpole.py --seeds 1 8 --repeats 2 --pendulum
+python profile_ppo.py
 python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar

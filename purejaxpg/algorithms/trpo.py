@@ -33,12 +33,13 @@ pi_old); TRPO also ``backtrack_index`` (the accepted k, -1 when none) and
 ``line_search_failed`` (1.0 when no candidate qualified).
 
 Defaults are those of ``shared/REFERENCES.md`` (delta 0.01, 10 CG iterations, damping 0.1,
-backtrack coefficient 0.8, 10 candidates, GAE lambda 0.97) except the critic's schedule: 2 epochs
-x 8 minibatches at Adam lr 1e-2 rather than 5-20 epochs at 1e-3, and the Fisher on every 5th
-sample for TRPO (``fisher_subsample``, as in OpenAI baselines; NPG uses the whole batch). With them TRPO runs at PPO's steps/s at the
-same batch (``benchmarks/throughput.py algos``) and still reaches 500 on CartPole-v1 on seeds 0-7
-at its 1e5-step preset (an 8-seed sweep of critic schedules and learning rates; 10 x 8 at 1e-3 is
-about 2x slower per env step). Pendulum's preset keeps 10 x 8 at 3e-3: the light schedules left
+backtrack coefficient 0.8, 10 candidates, GAE lambda 0.97) except two: the critic is fitted for 2
+epochs x 8 minibatches at Adam lr 1e-2 rather than 5-20 epochs at 1e-3, and TRPO estimates the
+Fisher on every 5th sample (``fisher_subsample``, as OpenAI baselines does; NPG uses the whole
+batch). With them TRPO runs at about PPO's steps/s at the same batch (0.96x in
+``benchmarks/throughput.py algos``; 10 x 8 at 1e-3 on the whole batch ran at 0.5x) and still
+reaches 500 on CartPole-v1 on seeds 0-7 at its 1e5-step preset (an 8-seed sweep of critic
+schedules and learning rates). Pendulum's preset keeps 10 x 8 at 3e-3: the light schedules left
 one or two of 8 seeds between -400 and -770 there.
 """
 
