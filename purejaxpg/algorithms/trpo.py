@@ -185,7 +185,7 @@ class NPG:
         check_critic_minibatches(config, self.critic_minibatches)
         if not 1 <= self.fisher_subsample <= config.batch_size:
             raise ConfigError(f"fisher_subsample={self.fisher_subsample} must be between 1 (the whole batch) and "
-                              f"the batch size num_envs * num_steps = {config.batch_size}; 5 is the usual choice.")
+                              f"the batch size num_envs * num_steps = {config.batch_size}; TRPO's default is 5, NPG's 1.")
 
     def _critic_tx(self) -> optax.GradientTransformation:
         return common.adam(None, self.adam_eps)
