@@ -54,7 +54,10 @@ def main() -> None:
     algos = _load("throughput_algos")
     if algos:
         print("### Steps/s per algorithm, CartPole-v1, 4 envs x 128 steps, 1 seed\n")
-        print(markdown(algos["rows"], [("algo", "algo", ""), ("env steps/s", "steps_per_second", ",.0f"),
+        print(markdown(algos["rows"], [("algo", "algo", ""), ("env steps/s (best round)", "steps_per_second", ",.0f"),
+                                       ("median round", "steps_per_second_median", ",.0f"),
+                                       ("/ PPO, best", "ratio_to_ppo_best", ".2f"),
+                                       ("/ PPO, median", "ratio_to_ppo_median", ".2f"),
                                        ("compile s", "compile_s", ".1f")]))
         print(f"\n({algos['machine']['date']}, `{algos['machine']['command']}`)\n")
     for mode, header in (("envs", "num_envs"), ("seeds", "num_seeds")):

@@ -5,7 +5,10 @@
     python benchmarks/throughput.py seeds   [--seeds 1 2 4 8 16 32 64]
 
 ``algos``: every algorithm on CartPole-v1 with 4 envs x 128 steps (PPO's classic batch) for a
-fixed number of iterations, 1 seed, next to gymnax's raw stepping rate of the same 4 envs.
+fixed number of iterations, 1 seed, next to gymnax's raw stepping rate of the same 4 envs. Every
+algorithm is compiled first; then they run in turn, ``--rounds`` times each, so that they share
+the machine's noise, and the best and the median round are reported with each one's ratio to
+PPO.
 ``envs``/``seeds``: PPO on CartPole-v1 (num_steps 128, 4 epochs x 4 minibatches) as the env or seed
 count grows. Steps/s excludes compilation, which is reported separately. Writes
 ``benchmarks/results/throughput_<mode>.json``. Never asserts a time.
@@ -28,15 +31,12 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, nargs="+", default=[4, 16, 64, 256, 1024, 4096])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     parser.add_argument("--iterations", type=int, default=100, help="iterations timed per measurement")
+    parser.add_argument("--rounds", type=int, default=7, help="algos: interleaved timed rounds per algorithm")
     args = parser.parse_args()
 
     rows = []
     if args.mode == "algos":
-        batch = dict(num_envs=4, num_steps=128, total_timesteps=4 * 128 * args.iterations)
-        for name in args.algos:
-            row = _common.time_purejaxpg(name, "CartPole-v1", batch, 1, repeats=2)
-            rows.append(row)
-            print(f"{name:>18}: {row['steps_per_second']:>10,.0f} steps/s, compile {row['compile_s']:.1f} s", flush=True)
+        rows = interleaved_algos(args.algos, args.iterations, args.rounds)
         ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=4, num_steps=250_000)
         ceiling.update(algo="raw env (ceiling)")
         rows.append(ceiling)
@@ -56,9 +56,51 @@ def main() -> None:
             rows.append(row)
             print(f"seeds {s:>3}: {row['steps_per_second']:>12,.0f} steps/s, compile {row['compile_s']:.1f} s", flush=True)
     print(_common.table(rows, [("algo", "algo", ""), ("envs", "num_envs", "d"), ("seeds", "num_seeds", "d"),
-                               ("steps/s", "steps_per_second", ",.0f"), ("ceiling", "ceiling_steps_per_second", ",.0f"),
-                               ("compile s", "compile_s", ".1f")]))
+                               ("steps/s", "steps_per_second", ",.0f"), ("median", "steps_per_second_median", ",.0f"),
+                               ("/ppo best", "ratio_to_ppo_best", ".2f"), ("/ppo median", "ratio_to_ppo_median", ".2f"),
+                               ("ceiling", "ceiling_steps_per_second", ",.0f"), ("compile s", "compile_s", ".1f")]))
     print("wrote", _common.write_json(f"throughput_{args.mode}", {"rows": rows}))
+
+
+def interleaved_algos(names: list[str], iterations: int, rounds: int) -> list[dict]:
+    """Compile every algorithm at 4 x 128 on CartPole-v1, then time them in interleaved rounds.
+
+    ``steps_per_second`` is the best round, ``steps_per_second_median`` the median one; the
+    ratios divide each by PPO's figure of the same kind (when PPO is among ``names``).
+    """
+    import numpy as np
+
+    from purejaxpg import experiment, train
+
+    batch = dict(num_envs=4, num_steps=128, total_timesteps=4 * 128 * iterations)
+    runs = []
+    for name in names:
+        algo, config, hparams = experiment.build(name, "CartPole-v1", batch)
+        trainer = train.make_train(algo, config, hparams)
+        keys = train.seed_keys(0, 1)
+        first = train.run_chunked(trainer, keys, hparams)  # compiles
+        runs.append((name, config, trainer, keys, hparams, first.compile_seconds))
+        print(f"compiled {name} ({first.compile_seconds:.1f} s)", flush=True)
+    seconds = {name: [] for name, *_ in runs}
+    for _ in range(rounds):
+        for name, config, trainer, keys, hparams, _ in runs:
+            seconds[name].append(train.run_chunked(trainer, keys, hparams).run_seconds)
+    rows = []
+    for name, config, *_, compile_s in runs:
+        steps = config.num_iterations * config.batch_size
+        t = np.asarray(seconds[name])
+        rows.append({"library": "purejaxpg", "algo": name, "env_id": "CartPole-v1", "num_seeds": 1,
+                     "num_envs": config.num_envs, "num_steps": config.num_steps, "timesteps_per_seed": steps,
+                     "rounds": rounds, "compile_s": compile_s, "steps_per_second": steps / t.min(),
+                     "steps_per_second_median": steps / float(np.median(t))})
+    ppo = next((r for r in rows if r["algo"] == "ppo"), None)
+    for row in rows:
+        if ppo is not None:
+            row["ratio_to_ppo_best"] = row["steps_per_second"] / ppo["steps_per_second"]
+            row["ratio_to_ppo_median"] = row["steps_per_second_median"] / ppo["steps_per_second_median"]
+        print(f"{row['algo']:>18}: {row['steps_per_second']:>10,.0f} steps/s best, "
+              f"{row['steps_per_second_median']:>10,.0f} median", flush=True)
+    return rows
 
 
 if __name__ == "__main__":

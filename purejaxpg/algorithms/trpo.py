@@ -33,14 +33,16 @@ pi_old); TRPO also ``backtrack_index`` (the accepted k, -1 when none) and
 ``line_search_failed`` (1.0 when no candidate qualified).
 
 Defaults are those of ``shared/REFERENCES.md`` (delta 0.01, 10 CG iterations, damping 0.1,
-backtrack coefficient 0.8, 10 candidates, GAE lambda 0.97) except two: the critic is fitted for 2
-epochs x 8 minibatches at Adam lr 1e-2 rather than 5-20 epochs at 1e-3, and TRPO estimates the
-Fisher on every 5th sample (``fisher_subsample``, as OpenAI baselines does; NPG uses the whole
-batch). With them TRPO runs at about PPO's steps/s at the same batch (0.96x in
-``benchmarks/throughput.py algos``; 10 x 8 at 1e-3 on the whole batch ran at 0.5x) and still
-reaches 500 on CartPole-v1 on seeds 0-7 at its 1e5-step preset (an 8-seed sweep of critic
-schedules and learning rates). Pendulum's preset keeps 10 x 8 at 3e-3: the light schedules left
-one or two of 8 seeds between -400 and -770 there.
+backtrack coefficient 0.8, 10 candidates, GAE lambda 0.97) except the cost of the two inner
+loops. TRPO estimates the Fisher on every 10th sample (``fisher_subsample``; Schulman's PhD
+thesis, UC Berkeley EECS-2016-217, computes the Fisher-vector products on 10% of the data so that
+they cost about as much as the gradient; NPG uses the whole batch), and fits the critic for 1
+epoch x 8 minibatches at Adam lr 2e-2 (NPG: 2 x 8 at 1e-2) rather than 5-20 epochs at 1e-3. With
+them TRPO runs at least at PPO's steps/s at the same batch (``benchmarks/throughput.py algos``)
+and reaches 500 on CartPole-v1 on seeds 0-7 at its 1e5-step preset (an 8-seed sweep of critic
+learning rates, see the README). Pendulum's preset keeps a critic of 10 x 8 at 3e-3 (lighter
+critics left seeds between -420 and -770) and the Fisher on every 5th sample (every 10th, with
+the same critic, left one of 8 seeds at -666).
 """
 
 from __future__ import annotations
@@ -84,6 +86,8 @@ class TRPOHParams(NaturalHParams):
 
     backtrack_coef: float = hp(0.8, low=0.0, high=1.0, low_open=True, high_open=True,
                                doc="Line-search step shrink factor c (candidates c^k * step).")
+    critic_lr: float = hp(2e-2, low=0.0, low_open=True,
+                          doc="Adam learning rate of the critic (TRPO fits it for 1 epoch by default).")
 
 
 def check_critic_minibatches(config, num_minibatches: int) -> None:
@@ -141,7 +145,7 @@ class NPG:
         (theta += sqrt(2 delta / x^T F x) x); False gives Kakade's fixed step theta += step_size x.
       cg_iters: conjugate-gradient iterations.
       fisher_subsample: the Fisher-vector products use every k-th sample of the flattened batch
-        (1: all of it; TRPO's default is 5, as in OpenAI baselines). The policy gradient, the KL
+        (1: all of it; TRPO's default is 10, as in Schulman's TRPO). The policy gradient, the KL
         of the line search and the metrics always use the whole batch, so TRPO's trust region is
         checked on every sample. NPG keeps 1: it has no line search, so its step is only as good
         as the Fisher estimate (Pendulum, 8 seeds: -155.9 mean with 1, -217.2 with 5).
@@ -185,7 +189,7 @@ class NPG:
         check_critic_minibatches(config, self.critic_minibatches)
         if not 1 <= self.fisher_subsample <= config.batch_size:
             raise ConfigError(f"fisher_subsample={self.fisher_subsample} must be between 1 (the whole batch) and "
-                              f"the batch size num_envs * num_steps = {config.batch_size}; TRPO's default is 5, NPG's 1.")
+                              f"the batch size num_envs * num_steps = {config.batch_size}; TRPO's default is 10, NPG's 1.")
 
     def _critic_tx(self) -> optax.GradientTransformation:
         return common.adam(None, self.adam_eps)
@@ -275,17 +279,22 @@ class TRPO(NPG):
 
     Attributes (besides NPG's; ``normalize_step`` is ignored, TRPO always scales to the KL model):
       num_candidates: line-search candidates K (static).
-      fisher_subsample: 5 here (NPG: 1); see NPG.
+      fisher_subsample: 10 here (NPG: 1); see NPG.
+      critic_epochs: 1 here (NPG: 2), with ``TRPOHParams.critic_lr`` 2e-2 (NPG: 1e-2).
     """
 
     name: ClassVar[str] = "trpo"
     HParams: ClassVar[type] = TRPOHParams
     line_search: ClassVar[bool] = True
+    #: Pendulum keeps a critic of 10 x 8 at 3e-3 and the Fisher on every 5th sample: over 8 seeds
+    #: (benchmarks/learning.py) every 10th sample with this critic left one seed at -666.
     PRESETS: ClassVar[dict] = {
         "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=100_000),
         "Pendulum-v1": dict(num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
-                            gamma=0.95, critic_lr=3e-3, critic_epochs=10, critic_minibatches=8),
+                            gamma=0.95, critic_lr=3e-3, critic_epochs=10, critic_minibatches=8,
+                            fisher_subsample=5),
     }
 
     num_candidates: int = 10
-    fisher_subsample: int = 5
+    fisher_subsample: int = 10
+    critic_epochs: int = 1
