@@ -332,7 +332,9 @@ def rejax_ppo(
     Returns a dict with keys ``library, version, env_id, num_seeds,
     gymnax_version, total_timesteps, timesteps_per_seed, num_iterations,
     first_call_s, train_s, train_times_s, compile_s, lower_compile_s,
-    steps_per_second, final_return (list, per seed), final_return_mean,
+    steps_per_second, cpu_per_wall (CPU seconds of the process per wall
+    second over the timed calls: 1.0 is one busy core), final_return (list,
+    per seed), final_return_mean,
     final_return_std, evaluation, config, notes``.
     """
     import importlib.metadata
@@ -408,10 +410,12 @@ def rejax_ppo(
     first = time.perf_counter() - t0
 
     times = []
+    cpu0 = time.process_time()
     for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
         ts, _ = jax.block_until_ready(compiled(keys))
         times.append(time.perf_counter() - t0)
+    cpu_per_wall = (time.process_time() - cpu0) / sum(times)
     steady = min(times)
 
     # Final-policy evaluation, outside the timed region.  ``algo.env`` is the
@@ -452,6 +456,7 @@ def rejax_ppo(
         "compile_s": first - steady,
         "lower_compile_s": lower_compile,
         "steps_per_second": num_seeds * timesteps_per_seed / steady,
+        "cpu_per_wall": cpu_per_wall,
         "final_return": final.tolist(),
         "final_return_mean": float(final.mean()),
         "final_return_std": float(final.std()),

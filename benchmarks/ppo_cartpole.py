@@ -8,11 +8,14 @@ global-norm clip 0.5, tanh 64x64. For 1 seed and 8 vmapped seeds, in one process
 * rejax PPO (optional: ``pip install ".[bench]"``) at the same config on the same gymnax envs;
 * raw gymnax stepping of the same env count with random actions (the ceiling).
 
+Each library's row also gives the process's CPU seconds per wall second during its timed runs
+(1.0 = one busy core; XLA's CPU runtime spreads one program over the machine's threads).
+
 Optionally (``--pendulum``) PPO on Pendulum-v1 at 1e6 steps with the library's preset.
 
-    python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 2] [--pendulum] [--no-rejax]
+    python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 2] [--pendulum] [--no-rejax] [--name N]
 
-Writes ``benchmarks/results/ppo_cartpole.json``. Never asserts a time.
+Writes ``benchmarks/results/ppo_cartpole.json`` (or ``<N>.json``). Never asserts a time.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed runs of each compiled call; best counts")
     parser.add_argument("--pendulum", action="store_true", help="also PPO on Pendulum-v1 at 1e6 steps, 8 seeds")
     parser.add_argument("--no-rejax", action="store_true")
+    parser.add_argument("--name", default="ppo_cartpole",
+                        help="results file benchmarks/results/<name>.json (e.g. for a run under taskset)")
     args = parser.parse_args()
 
     rows = []
@@ -71,9 +76,10 @@ def main() -> None:
     print()
     print(_common.table(rows, [("library", "library", ""), ("algo", "algo", ""), ("env", "env_id", ""),
                                ("seeds", "num_seeds", "d"), ("steps/s", "steps_per_second", ",.0f"),
+                               ("CPU s / wall s", "cpu_per_wall", ".2f"),
                                ("compile s", "compile_s", ".1f"), ("mean return", "final_return_mean", ".1f"),
                                ("worst", "final_return_worst", ".1f")]))
-    print("wrote", _common.write_json("ppo_cartpole", {"config": CLASSIC, "rows": rows}))
+    print("wrote", _common.write_json(args.name, {"config": CLASSIC, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ def main() -> None:
         print("### PPO, classic CartPole config, vs rejax and the ceiling\n")
         print(markdown(rows, [("library", "name", ""), ("seeds", "num_seeds", "d"),
                               ("env steps/s", "steps_per_second", ",.0f"), ("purejaxpg / rejax", "ratio_purejaxpg_over_rejax", ".2f"),
+                              ("CPU s / wall s", "cpu_per_wall", ".2f"),
                               ("compile s", "compile_s", ".1f"), ("final return mean", "final_return_mean", ".1f"),
                               ("worst seed", "final_return_worst", ".1f")]))
         print(f"\n({ppo['machine']['date']}, `{ppo['machine']['command']}`)\n")
