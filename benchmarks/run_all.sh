@@ -4,9 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 python learning.py --envs CartPole-v1 Pendulum-v1
-python throughput.py algos
+python throughput.py algos --iterations 300 --rounds 11
 python throughput.py seeds
 python throughput.py envs
-python ppo_cartpole.py --seeds 1 8 --repeats 2 --pendulum
+python ppo_cartpole.py --seeds 1 8 --repeats 3 --pendulum
 python profile_ppo.py
 python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
