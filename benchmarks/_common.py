@@ -102,6 +102,29 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     }
 
 
+def interleaved_run_seconds(variants: list[tuple[str, Any, Any, Any]], rounds: int
+                            ) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Compile every trainer first, then run them in turn ``rounds`` times, so they share the noise.
+
+    Args:
+      variants: ``(name, trainer, keys, hparams)``, one per thing to time (``train.make_train``).
+      rounds: timed runs of each.
+    Returns:
+      ``({name: compile seconds}, {name: [rounds] wall seconds of the run, compilation excluded})``.
+    """
+    from purejaxpg import train
+
+    compile_seconds = {}
+    for name, trainer, keys, hparams in variants:
+        compile_seconds[name] = train.run_chunked(trainer, keys, hparams).compile_seconds
+        print(f"compiled {name} ({compile_seconds[name]:.1f} s)", flush=True)
+    seconds = {name: [] for name, *_ in variants}
+    for _ in range(rounds):
+        for name, trainer, keys, hparams in variants:
+            seconds[name].append(train.run_chunked(trainer, keys, hparams).run_seconds)
+    return compile_seconds, {name: np.asarray(t) for name, t in seconds.items()}
+
+
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
     """A fixed-width text table; columns are (header, key, format)."""
     head = " | ".join(h for h, _, _ in columns)

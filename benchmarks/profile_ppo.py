@@ -42,22 +42,14 @@ def main() -> None:
     variants += [(f"{e} epochs x {m} minibatches", dict(num_epochs=e, num_minibatches=m), None)
                  for e, m in [(1, 1), (4, 1), (4, 4), (4, 16), (8, 4)]]
 
-    compiled = []
+    runs = []
     for name, overrides, algo_override in variants:
         algo, config, hp = experiment.build("ppo", "CartPole-v1", {**batch, **overrides})
-        trainer = train.make_train(algo_override or algo, config, hp)
-        keys = train.seed_keys(0, 1)
-        train.run_chunked(trainer, keys, hp)  # compile outside the timed rounds
-        compiled.append((name, trainer, keys, hp))
-        print(f"compiled {name}", flush=True)
-
-    times = {name: [] for name, *_ in compiled}
-    for _ in range(args.rounds):
-        for name, trainer, keys, hp in compiled:
-            times[name].append(train.run_chunked(trainer, keys, hp).run_seconds / args.iterations * 1e3)
+        runs.append((name, train.make_train(algo_override or algo, config, hp), train.seed_keys(0, 1), hp))
+    _, seconds = _common.interleaved_run_seconds(runs, args.rounds)
     rows = []
-    for name, *_ in compiled:
-        t = np.asarray(times[name])
+    for name, *_ in runs:
+        t = seconds[name] / args.iterations * 1e3  # ms per iteration
         rows.append({"variant": name, "best_ms_per_iteration": float(t.min()),
                      "median_ms_per_iteration": float(np.median(t)),
                      "steps_per_second_best": 4 * 128 / t.min() * 1e3})

@@ -73,25 +73,18 @@ def interleaved_algos(names: list[str], iterations: int, rounds: int) -> list[di
     from purejaxpg import experiment, train
 
     batch = dict(num_envs=4, num_steps=128, total_timesteps=4 * 128 * iterations)
-    runs = []
+    runs, configs = [], {}
     for name in names:
-        algo, config, hparams = experiment.build(name, "CartPole-v1", batch)
-        trainer = train.make_train(algo, config, hparams)
-        keys = train.seed_keys(0, 1)
-        first = train.run_chunked(trainer, keys, hparams)  # compiles
-        runs.append((name, config, trainer, keys, hparams, first.compile_seconds))
-        print(f"compiled {name} ({first.compile_seconds:.1f} s)", flush=True)
-    seconds = {name: [] for name, *_ in runs}
-    for _ in range(rounds):
-        for name, config, trainer, keys, hparams, _ in runs:
-            seconds[name].append(train.run_chunked(trainer, keys, hparams).run_seconds)
+        algo, configs[name], hparams = experiment.build(name, "CartPole-v1", batch)
+        runs.append((name, train.make_train(algo, configs[name], hparams), train.seed_keys(0, 1), hparams))
+    compile_seconds, seconds = _common.interleaved_run_seconds(runs, rounds)
     rows = []
-    for name, config, *_, compile_s in runs:
+    for name in names:
+        config, t = configs[name], seconds[name]
         steps = config.num_iterations * config.batch_size
-        t = np.asarray(seconds[name])
         rows.append({"library": "purejaxpg", "algo": name, "env_id": "CartPole-v1", "num_seeds": 1,
                      "num_envs": config.num_envs, "num_steps": config.num_steps, "timesteps_per_seed": steps,
-                     "rounds": rounds, "compile_s": compile_s, "steps_per_second": steps / t.min(),
+                     "rounds": rounds, "compile_s": compile_seconds[name], "steps_per_second": steps / t.min(),
                      "steps_per_second_median": steps / float(np.median(t))})
     ppo = next((r for r in rows if r["algo"] == "ppo"), None)
     for row in rows:

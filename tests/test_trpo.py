@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from purejaxpg import envs, results, rollout, train
+from purejaxpg import envs, experiment, results, rollout, train
 from purejaxpg.algorithms import trpo as trpo_module
 from purejaxpg.algorithms.trpo import NPG, TRPO, NPGHParams, TRPOHParams
 from purejaxpg.config import TrainConfig, hparams_to_arrays
@@ -253,15 +253,14 @@ def test_npg_improves_on_cartpole():
     assert np.all(final >= 150) and np.all(final > 3 * first), (first, final)
 
 
-PENDULUM = TrainConfig("Pendulum-v1", num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True)
-PENDULUM_HPARAMS = TRPOHParams(gamma=0.95, critic_lr=3e-3)  # TRPO.PRESETS["Pendulum-v1"]
-PENDULUM_TRPO = TRPO(critic_epochs=10, critic_minibatches=8, fisher_subsample=5)  # the preset's static settings
+def pendulum_preset(total_timesteps):
+    """TRPO.PRESETS["Pendulum-v1"] (algorithm, config, hyperparameters) at a given budget."""
+    return experiment.build("trpo", "Pendulum-v1", {"total_timesteps": total_timesteps})
 
 
 @pytest.mark.learning
 def test_trpo_learns_pendulum_quickly():
-    config = TrainConfig("Pendulum-v1", 20, 200, 200_000, normalize_obs=True)
-    final, _ = learn(PENDULUM_TRPO, config, PENDULUM_HPARAMS)
+    final, _ = learn(*pendulum_preset(200_000))
     assert np.all(final >= -300), final
 
 
@@ -273,5 +272,5 @@ def test_trpo_solves_cartpole_within_3e5_steps():
 
 @pytest.mark.slow
 def test_trpo_pendulum_within_1e6_steps():
-    final, _ = learn(PENDULUM_TRPO, PENDULUM, PENDULUM_HPARAMS, seeds=4)
+    final, _ = learn(*pendulum_preset(1_000_000), seeds=4)
     assert np.all(final >= -300), final

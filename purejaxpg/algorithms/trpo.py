@@ -234,8 +234,9 @@ class NPG:
             new = dist_fn(candidate)
             return surrogate(new) - surrogate_old, jnp.mean(old.kl(new))
 
-        # the Fisher is estimated on every k-th sample (Schulman's TRPO code and baselines use k = 5);
-        # the gradient, the line search's KL and the surrogate use the whole batch
+        # the Fisher is estimated on every k-th sample (``fisher_subsample``: TRPO's default 10 is
+        # Schulman's 10%, baselines uses 5); the gradient, the line search's KL and the surrogate
+        # use the whole batch
         fisher_obs = obs[::self.fisher_subsample]
         matvec = natural.make_fisher_vector_product(lambda p: state.policy.apply(p, fisher_obs), theta,
                                                     hparams.damping)
