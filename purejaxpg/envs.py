@@ -249,7 +249,68 @@ def _key_batch_ndim(key: jax.Array) -> int:
     return key.ndim - 1
 
 
-def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, key: jax.Array):
+@struct.dataclass
+class PresampledResets:
+    """What gymnax's auto-reset draws at each step, drawn for a whole rollout in one batched call.
+
+    gymnax's ``Environment.step(key, ...)`` splits ``key`` into ``(key_step, key_reset)``, steps
+    with ``key_step`` and computes ``reset_env(key_reset)`` at every step, keeping it where the
+    episode ended. None of that depends on the action, so `presample_resets` does it for all
+    ``[T, N]`` keys before the rollout's ``lax.scan`` (one vectorised kernel instead of T small ones
+    inside the sequential loop) and `step` then only selects. The keys and so every number are the
+    same as stepping with ``env.step``.
+
+    Attributes:
+      step_key: ``[..., N]`` keys passed to ``step_env``.
+      obs, state: ``reset_env(key_reset)``'s observation and state, leaves ``[..., N, ...]``.
+    """
+
+    step_key: jax.Array
+    obs: jax.Array
+    state: Any
+
+
+def can_presample_resets(env) -> bool:
+    """True when ``env`` auto-resets with gymnax's own ``Environment.step`` (not overridden)."""
+    from gymnax.environments.environment import Environment
+    return isinstance(env, Environment) and type(env).step is Environment.step
+
+
+def presample_resets(env, env_params, keys: jax.Array) -> PresampledResets:
+    """Split ``keys`` (any batch shape) as gymnax's ``step`` does and compute every reset.
+
+    Args:
+      keys: ``[..., N]`` the keys ``env.step`` would be given.
+    Returns:
+      `PresampledResets` with leaves of batch shape ``keys``' batch shape.
+    """
+    batch_shape = keys.shape[:_key_batch_ndim(keys)]
+    flat = keys.reshape((-1,) + keys.shape[len(batch_shape):])
+    pairs = jax.vmap(jax.random.split)(flat)
+    obs, state = jax.vmap(env.reset_env, in_axes=(0, None))(pairs[:, 1], env_params)
+    unflat = lambda x: x.reshape(batch_shape + x.shape[1:])  # noqa: E731
+    return PresampledResets(unflat(pairs[:, 0]), unflat(obs), jax.tree.map(unflat, state))
+
+
+def _step_with_resets(env, env_params, states, action, resets: PresampledResets):
+    """gymnax ``Environment.step`` for N envs with its reset draws precomputed (same numbers)."""
+    obs_st, state_st, reward, terminated, info = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(
+        resets.step_key, states, action, env_params)
+    truncated = jax.vmap(env.is_truncated, in_axes=(0, None))(state_st, env_params)
+    done = jnp.logical_or(terminated, truncated)
+
+    def select(reset_leaf, step_leaf):
+        mask = done.reshape(done.shape + (1,) * (step_leaf.ndim - done.ndim))
+        return jnp.where(mask, reset_leaf, step_leaf)
+
+    state = jax.tree.map(select, resets.state, state_st)
+    obs = jax.tree.map(select, resets.obs, obs_st)
+    info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+    return obs, state, reward, terminated, truncated, info
+
+
+def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, key: jax.Array,
+         resets: PresampledResets | None = None):
     """Step N environments once (auto-reset inside gymnax) and track episode statistics.
 
     Args:
@@ -261,10 +322,14 @@ def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, 
     """
     num_envs = loop.obs.shape[0]
     chex.assert_shape(action, (num_envs,) + (() if spec.discrete else (spec.action_dim,)))
-    keys = key if _key_batch_ndim(key) == 1 else jax.random.split(key, num_envs)
-    obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-        keys, loop.env_state, env_action(spec, action), env_params
-    )
+    if resets is not None:
+        obs, env_state, reward, terminated, truncated, info = _step_with_resets(
+            env, env_params, loop.env_state, env_action(spec, action), resets)
+    else:
+        keys = key if _key_batch_ndim(key) == 1 else jax.random.split(key, num_envs)
+        obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+            keys, loop.env_state, env_action(spec, action), env_params
+        )
     reward = reward.astype(jnp.float32)
     done = jnp.logical_or(terminated, truncated)
     ep_return = loop.episode_return + reward

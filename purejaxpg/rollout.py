@@ -60,6 +60,11 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
     Observation statistics are frozen for the whole rollout (so every observation in the batch
     is normalised the same way as when the policy saw it) and merged with the batch afterwards.
 
+    What gymnax's auto-reset draws at every step (a key split and ``reset_env``) does not depend
+    on the policy, so for envs that use gymnax's own ``step`` it is computed for all T steps
+    before the loop, in one vectorised call (`purejaxpg.envs.presample_resets`), and the loop
+    only selects; same keys, same resets, T x N reset states held in memory.
+
     Args:
       act: ``act(obs [N, *obs_shape], key) -> (action, extras)``.
       env, env_params, spec: from `purejaxpg.envs.make`.
@@ -79,22 +84,28 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
     def view(obs: jax.Array) -> jax.Array:
         return stats.normalize(obs) if normalize_obs else obs
 
-    def one_step(loop, step_keys):
-        act_key, env_keys = step_keys[0], step_keys[1:]
+    def one_step(loop, xs):
+        act_key, env_keys, resets = xs
         seen = view(loop.obs)
         action, extras = act(seen, act_key)
         raw_obs = loop.obs
-        loop, out = envs.step(env, env_params, spec, loop, action, env_keys)
+        loop, out = envs.step(env, env_params, spec, loop, action, env_keys, resets)
         transition = Transition(seen, action, out.reward, out.terminated, out.truncated, out.next_obs, extras,
                                 out.done, out.finished_return, out.finished_length)
         # raw observations are kept only to merge them into the statistics after the rollout
         return loop, (transition, raw_obs if normalize_obs else None)
 
     # every key of the rollout in one batched split: row t holds the policy's key and the N env
-    # keys of step t (a split inside the loop body would be two more hash kernels per step)
+    # keys of step t (a split inside the loop body would be two more hash kernels per step);
+    # likewise the env keys' own split and the resets, when the env allows it
     num_envs = loop.obs.shape[0]
     step_keys = jax.random.split(key, (num_steps, num_envs + 1))
-    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, step_keys, unroll=unroll)
+    act_keys, env_keys = step_keys[:, 0], step_keys[:, 1:]
+    if envs.can_presample_resets(env):
+        resets, env_keys = envs.presample_resets(env, env_params, env_keys), None
+    else:
+        resets = None
+    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, (act_keys, env_keys, resets), unroll=unroll)
     if normalize_obs:
         loop = loop.replace(obs_stats=stats.update(raw_obs))
         traj = traj.replace(next_obs=stats.normalize(traj.next_obs))

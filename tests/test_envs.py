@@ -50,6 +50,61 @@ def test_pendulum_truncates_at_200_never_terminates():
     np.testing.assert_allclose(np.asarray(traj.finished_return)[199], np.asarray(traj.reward)[:200].sum(0), rtol=1e-5)
 
 
+@pytest.mark.parametrize("env_id,num_steps", [("CartPole-v1", 60), ("Acrobot-v1", 520), ("Pendulum-v1", 210),
+                                              ("Breakout-MinAtar", 120), ("MountainCarContinuous-v0", 1010)])
+def test_presampled_resets_step_exactly_like_gymnax(env_id, num_steps):
+    """envs.step with resets drawn before the loop == envs.step calling gymnax's env.step, through episode ends."""
+    env, params, spec = envs.make(env_id)
+    assert envs.can_presample_resets(env)
+    num_envs = 3
+    loop = envs.reset(env, params, spec, jax.random.PRNGKey(0), num_envs)
+    act = _random_act(spec)
+    step_keys = jax.random.split(jax.random.PRNGKey(1), (num_steps, num_envs))
+    act_keys = jax.random.split(jax.random.PRNGKey(2), num_steps)
+
+    @jax.jit
+    def both(loop):
+        resets = envs.presample_resets(env, params, step_keys)
+        assert resets.step_key.shape[:2] == (num_steps, num_envs)
+
+        def one(loop, xs):
+            # both paths step the same state with the same action and key
+            keys, act_key, reset_t = xs
+            action, _ = act(loop.obs, act_key)
+            plain, out_plain = envs.step(env, params, spec, loop, action, keys)
+            pre, out_pre = envs.step(env, params, spec, loop, action, keys, reset_t)
+            return plain, (out_plain, out_pre, plain, pre)
+
+        return jax.lax.scan(one, loop, (step_keys, act_keys, resets))[1]
+
+    out_plain, out_pre, plain, pre = both(loop)
+    done = np.asarray(out_plain.done)
+    assert done.any(), "no episode ended: the reset path was not exercised"
+    for name in ("terminated", "truncated", "done", "finished_length"):
+        np.testing.assert_array_equal(getattr(out_pre, name), getattr(out_plain, name), err_msg=name)
+    # the states' dynamics may round differently in the two compiled graphs (fused multiply-adds)
+    for a, b in zip(jax.tree.leaves((out_pre, pre)), jax.tree.leaves((out_plain, plain))):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-5, atol=1e-6)
+    # where an episode ended, both took the reset observation drawn from the same key, bit for bit
+    np.testing.assert_array_equal(np.asarray(pre.obs)[done], np.asarray(plain.obs)[done])
+
+
+def test_rollout_falls_back_to_env_step_for_a_custom_step():
+    """An env whose class overrides step() is stepped through it (its own auto-reset is kept)."""
+    env, params, spec = envs.make("CartPole-v1")
+
+    class CountingCartPole(type(env)):
+        def step(self, key, state, action, params=None):
+            obs, state, reward, terminated, truncated, info = super().step(key, state, action, params)
+            return obs, state, reward * 2.0, terminated, truncated, info
+
+    custom = CountingCartPole()
+    assert not envs.can_presample_resets(custom)
+    loop = envs.reset(custom, params, spec, jax.random.PRNGKey(0), 2)
+    _, traj = rollout.collect(_random_act(spec), custom, params, spec, loop, jax.random.PRNGKey(1), 5)
+    np.testing.assert_array_equal(np.asarray(traj.reward), 2.0)
+
+
 def test_next_obs_is_final_observation_not_reset_observation():
     env, params, spec = envs.make("CartPole-v1")
     loop = envs.reset(env, params, spec, jax.random.PRNGKey(0), 8)

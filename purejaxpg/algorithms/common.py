@@ -15,7 +15,7 @@ import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from purejaxpg import envs, networks, returns
+from purejaxpg import envs, networks, returns, shuffle
 from purejaxpg.config import ConfigError
 from purejaxpg.rollout import Transition
 
@@ -143,7 +143,7 @@ def minibatch_epochs(key: jax.Array, data: Any, carry: Any, num_epochs: int, num
         return (carry, sums + jnp.stack([jnp.mean(m) for m in jax.tree.leaves(metrics)])), None
 
     def epoch(state, epoch_key):
-        perm = jax.random.permutation(epoch_key, batch_size)
+        perm = shuffle.permutation(epoch_key, batch_size)
         shuffled = jax.tree.map(lambda x: x[perm].reshape((num_minibatches, -1) + x.shape[1:]), data)
         return jax.lax.scan(step, state, shuffled)[0], None
 
