@@ -81,8 +81,20 @@ class Categorical:
         return jnp.sum(jnp.where(possible, terms, 0.0), axis=-1)
 
     def sample(self, key: jax.Array) -> jax.Array:
-        """``[...]`` int32 actions drawn by the Gumbel-max trick."""
-        return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+        """``[...]`` int32 actions drawn by the Gumbel-max trick: argmax_a (logits_a + g_a), g ~ Gumbel(0, 1).
+
+        The same numbers as ``jax.random.categorical(key, logits)``.
+        """
+        return self.sample_from_noise(self.sample_noise(key))
+
+    def sample_noise(self, key: jax.Array) -> jax.Array:
+        """``[..., A]`` the standard Gumbel noise of `sample`. Reads only the logits' shape and dtype,
+        so it also works on ``jax.eval_shape``'s abstract distribution (noise drawn ahead of a loop)."""
+        return jax.random.gumbel(key, self.logits.shape, self.logits.dtype)
+
+    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
+        """``[...]`` int32 argmax_a (logits_a + noise_a): `sample` with its noise ``[..., A]`` given."""
+        return jnp.argmax(self.logits + noise, axis=-1).astype(jnp.int32)
 
     def mode(self) -> jax.Array:
         """``[...]`` int32 most likely actions."""
@@ -140,7 +152,15 @@ class DiagGaussian:
 
     def sample(self, key: jax.Array) -> jax.Array:
         """``[..., D]`` reparameterised sample mean + std * eps, eps ~ N(0, I)."""
-        noise = jax.random.normal(key, self.mean.shape, self.mean.dtype)
+        return self.sample_from_noise(self.sample_noise(key))
+
+    def sample_noise(self, key: jax.Array) -> jax.Array:
+        """``[..., D]`` the standard normal eps of `sample`. Reads only the mean's shape and dtype,
+        so it also works on ``jax.eval_shape``'s abstract distribution (noise drawn ahead of a loop)."""
+        return jax.random.normal(key, self.mean.shape, self.mean.dtype)
+
+    def sample_from_noise(self, noise: jax.Array) -> jax.Array:
+        """``[..., D]`` mean + std * noise: `sample` with its eps ``[..., D]`` given."""
         return self.mean + self.std * noise
 
     def mode(self) -> jax.Array:

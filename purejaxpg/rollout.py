@@ -54,11 +54,15 @@ ActFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
 
 
 def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopState, key: jax.Array,
-            num_steps: int, normalize_obs: bool = False, unroll: int = 1, reward_scale_gamma: float | None = None):
+            num_steps: int, normalize_obs: bool = False, unroll: int = 1, reward_scale_gamma: float | None = None,
+            act_noise: Callable[[jax.Array, jax.Array], Any] | None = None):
     """Run ``num_steps`` steps of the vectorised environments under a policy.
 
     Observation statistics are frozen for the whole rollout (so every observation in the batch
     is normalised the same way as when the policy saw it) and merged with the batch afterwards.
+
+    When ``act_noise`` is given, the policy's noise for all T steps is drawn the same way, before
+    the loop, and ``act`` gets step t's noise in place of its key.
 
     What gymnax's auto-reset draws at every step (a key split and ``reset_env``) does not depend
     on the policy, so for envs that use gymnax's own ``step`` it is computed for all T steps
@@ -76,6 +80,8 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
       reward_scale_gamma: when set (static), the batch's rewards are divided by the running std of
         the discounted return with this discount (`purejaxpg.envs.scale_rewards`); the episode
         statistics stay in raw rewards.
+      act_noise: optional ``act_noise(obs [N, ...], key) -> noise``, the random part of ``act``
+        (it may read only ``obs``'s shape); then ``act(obs, noise)`` is the deterministic rest.
     Returns:
       ``(new_loop, Transition)`` with leaves ``[T, N, ...]``.
     """
@@ -101,6 +107,9 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
     num_envs = loop.obs.shape[0]
     step_keys = jax.random.split(key, (num_steps, num_envs + 1))
     act_keys, env_keys = step_keys[:, 0], step_keys[:, 1:]
+    if act_noise is not None:
+        first_obs = view(loop.obs)
+        act_keys = jax.vmap(lambda k: act_noise(first_obs, k))(act_keys)
     if envs.can_presample_resets(env):
         resets, env_keys = envs.presample_resets(env, env_params, env_keys), None
     else:

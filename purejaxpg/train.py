@@ -44,6 +44,10 @@ class Algorithm(Protocol):
     * ``validate(spec, config)``: raise ``ConfigError`` for settings it cannot run (before compiling).
     * ``init(key, spec, hparams) -> learner_state``.
     * ``act(learner_state, obs [N, ...], key) -> (action [N, ...], extras)``.
+    * optional ``act_noise(learner_state, obs, key) -> noise`` and ``act_from_noise(learner_state,
+      obs, noise) -> (action, extras)``, ``act`` split into its random draw (which may read only
+      ``obs``'s shape) and the rest; with them the rollout draws a whole batch's noise before its
+      loop (`purejaxpg.algorithms.common.SamplesActions` provides all three).
     * ``update(learner_state, batch, key, hparams, progress) -> (learner_state, metrics)``, where
       ``batch`` is a :class:`purejaxpg.rollout.Transition` ``[T, N, ...]``, ``progress`` the
       fraction of iterations done before this one (for annealing), metrics a dict of scalars.
@@ -125,10 +129,15 @@ class Trainer:
         group_size = getattr(self.algo, "episode_group_size", None)
         if group_size:  # episodic groups: every iteration starts from group-shared start states
             loop = envs.reset(self.env, self.env_params, self.spec, reset_key, cfg.num_envs, group_size, loop)
-        act = lambda obs, k: self.algo.act(runner.learner, obs, k)  # noqa: E731
+        if hasattr(self.algo, "act_noise") and hasattr(self.algo, "act_from_noise"):
+            act = lambda obs, noise: self.algo.act_from_noise(runner.learner, obs, noise)  # noqa: E731
+            act_noise = lambda obs, k: self.algo.act_noise(runner.learner, obs, k)  # noqa: E731
+        else:
+            act, act_noise = (lambda obs, k: self.algo.act(runner.learner, obs, k)), None
         loop, batch = rollout.collect(act, self.env, self.env_params, self.spec, loop, rollout_key,
                                       cfg.num_steps, cfg.normalize_obs,
-                                      reward_scale_gamma=cfg.reward_norm_gamma if cfg.normalize_rewards else None)
+                                      reward_scale_gamma=cfg.reward_norm_gamma if cfg.normalize_rewards else None,
+                                      act_noise=act_noise)
         progress = runner.iteration.astype(jnp.float32) / cfg.num_iterations
         learner, algo_metrics = self.algo.update(runner.learner, batch, update_key, hparams, progress)
         metrics = {

@@ -300,3 +300,23 @@ def test_categorical_kl_and_entropy_with_masked_actions():
     grad_entropy = jax.grad(lambda l: Categorical(l).entropy())(masked)
     grad_kl = jax.grad(lambda l: Categorical(masked).kl(Categorical(l)))(other)
     assert np.all(np.isfinite(grad_entropy)) and np.all(np.isfinite(grad_kl))
+
+
+def test_sample_is_noise_then_deterministic_part_and_noise_needs_only_shapes():
+    """sample(key) == sample_from_noise(sample_noise(key)); the noise can be drawn from
+    jax.eval_shape's abstract distribution; Categorical matches jax.random.categorical."""
+    key = jax.random.PRNGKey(7)
+    cat = Categorical(jnp.asarray(LOGITS_P))
+    np.testing.assert_array_equal(cat.sample(key), jax.random.categorical(key, cat.logits))
+    abstract = jax.eval_shape(lambda: cat)
+    noise = abstract.sample_noise(key)
+    assert noise.shape == LOGITS_P.shape
+    np.testing.assert_array_equal(cat.sample_from_noise(noise), cat.sample(key))
+    # Gumbel-max: argmax of logits + Gumbel noise, by hand
+    np.testing.assert_array_equal(cat.sample_from_noise(noise), np.argmax(LOGITS_P + np.asarray(noise), axis=-1))
+
+    gauss = DiagGaussian(jnp.asarray(MEAN_P), jnp.asarray(LOGSTD_P))
+    eps = jax.eval_shape(lambda: gauss).sample_noise(key)
+    np.testing.assert_array_equal(eps, jax.random.normal(key, MEAN_P.shape))
+    np.testing.assert_allclose(gauss.sample_from_noise(eps), MEAN_P + np.exp(LOGSTD_P) * np.asarray(eps), rtol=1e-6)
+    np.testing.assert_allclose(gauss.sample(key), gauss.sample_from_noise(eps), rtol=1e-6)

@@ -201,3 +201,25 @@ def test_reward_scaling_matches_a_numpy_running_return():
     np.testing.assert_allclose(new_loop.return_stats.mean, mean, rtol=1e-4)
     np.testing.assert_allclose(scaled, reward / np.sqrt(var + 1e-8), rtol=1e-4)
     np.testing.assert_allclose(new_loop.discounted_return, running, rtol=1e-5)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_rollout_with_noise_drawn_before_the_loop_matches_keyed_acting(env_id):
+    """collect(act_from_noise, act_noise=...) == collect(act with keys): same actions, log-probs, batch."""
+    from purejaxpg import experiment
+    from purejaxpg.algorithms import common
+
+    algo, _, hp = experiment.build("ppo", env_id, {})
+    env, params, spec = envs.make(env_id)
+    state = algo.init(jax.random.PRNGKey(0), spec, hp)
+    assert isinstance(algo, common.SamplesActions)
+    loop = envs.reset(env, params, spec, jax.random.PRNGKey(1), 4)
+    keyed = rollout.collect(lambda o, k: algo.act(state, o, k), env, params, spec, loop, jax.random.PRNGKey(2), 64)
+    hoisted = rollout.collect(lambda o, n: algo.act_from_noise(state, o, n), env, params, spec, loop,
+                              jax.random.PRNGKey(2), 64, act_noise=lambda o, k: algo.act_noise(state, o, k))
+    # Gaussian actions: mean + std * eps rounds differently when eps is an input (a few ulps,
+    # then Pendulum's dynamics carry them); the wrong noise would differ by O(1)
+    for a, b in zip(jax.tree.leaves(keyed), jax.tree.leaves(hoisted)):
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-4)
+    if spec.discrete:
+        np.testing.assert_array_equal(keyed[1].action, hoisted[1].action)

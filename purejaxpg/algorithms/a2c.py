@@ -184,7 +184,7 @@ class A2CHParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class A2C:
+class A2C(common.SamplesActions):
     """Synchronous advantage actor-critic and its variants; the fields are its static settings.
 
     Attributes:
@@ -260,9 +260,6 @@ class A2C:
         dummy_action = None if spec.discrete else jnp.zeros((1, spec.action_dim), jnp.float32)
         params = {"policy": state.params["policy"], "critic": q_critic.init(critic_key, dummy_obs, dummy_action)}
         return common.ActorCriticState(params, tx.init(params), state.policy, q_critic)
-
-    def act(self, state: common.ActorCriticState, obs, key):
-        return common.sample_action(state, obs, key)
 
     # ---- advantages and critic targets (parameters fixed) ----
 

@@ -79,10 +79,47 @@ def init_actor_critic(key: jax.Array, spec: envs.EnvSpec, hidden: Sequence[int],
 
 
 def sample_action(state: ActorCriticState, obs: jax.Array, key: jax.Array):
-    """The ``act`` of every stochastic-policy algorithm: sample, and keep log pi(a|s)."""
+    """The ``act`` of every stochastic-policy algorithm: sample a ~ pi(.|obs), and keep log pi(a|s).
+
+    ``obs [N, *obs_shape]`` -> ``(action [N] or [N, D], {"log_prob": [N]})``.
+    """
+    return sample_action_from_noise(state, obs, action_noise(state, obs, key))
+
+
+def action_noise(state: ActorCriticState, obs: jax.Array, key: jax.Array) -> jax.Array:
+    """The noise `sample_action` draws at ``obs`` (Gumbel ``[N, A]`` or normal ``[N, D]``), from
+    ``key`` alone: only the shape of the policy's output is evaluated, not the policy."""
+    return jax.eval_shape(state.dist, obs).sample_noise(key)
+
+
+def sample_action_from_noise(state: ActorCriticState, obs: jax.Array, noise: jax.Array):
+    """`sample_action` with its noise given (``dist.sample_from_noise``); same numbers for the same key."""
     dist = state.dist(obs)
-    action = dist.sample(key)
+    action = dist.sample_from_noise(noise)
     return action, {"log_prob": dist.log_prob(action)}
+
+
+class SamplesActions:
+    """Acting for algorithms whose policy is ``policy_state(learner_state).dist``: a mixin.
+
+    ``act(learner_state, obs, key)`` samples; ``act_noise`` and ``act_from_noise`` split that into
+    the random draw, which needs only ``key`` and the shape of ``obs``, and the deterministic
+    rest. The trainer uses the split form: it draws the noise of a whole rollout before the loop
+    (`purejaxpg.rollout.collect`'s ``act_noise``).
+    """
+
+    def policy_state(self, learner_state: Any) -> ActorCriticState:
+        """The `ActorCriticState` holding the policy (the learner state itself unless overridden)."""
+        return learner_state
+
+    def act(self, learner_state: Any, obs: jax.Array, key: jax.Array):
+        return sample_action(self.policy_state(learner_state), obs, key)
+
+    def act_noise(self, learner_state: Any, obs: jax.Array, key: jax.Array) -> jax.Array:
+        return action_noise(self.policy_state(learner_state), obs, key)
+
+    def act_from_noise(self, learner_state: Any, obs: jax.Array, noise: jax.Array):
+        return sample_action_from_noise(self.policy_state(learner_state), obs, noise)
 
 
 def values_and_next_values(state: ActorCriticState, batch: Transition, params: dict | None = None):

@@ -176,7 +176,7 @@ class GRPOState:
 
 
 @dataclasses.dataclass(frozen=True)
-class GRPO:
+class GRPO(common.SamplesActions):
     """GRPO on episodic groups; the fields are its static settings.
 
     Attributes:
@@ -250,8 +250,8 @@ class GRPO:
                                                 common.adam(1.0, self.adam_eps), with_critic=False)
         return GRPOState(actor_critic, actor_critic.params["policy"], jnp.asarray(0, jnp.int32))
 
-    def act(self, state: GRPOState, obs, key):
-        return common.sample_action(state.actor_critic, obs, key)
+    def policy_state(self, state: GRPOState) -> common.ActorCriticState:
+        return state.actor_critic
 
     def advantages(self, batch) -> dict[str, jax.Array]:
         """Per-step advantages and loss weights of a batch ``[T, N]``.

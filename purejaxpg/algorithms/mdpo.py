@@ -63,7 +63,7 @@ class MDPOHParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class MDPO:
+class MDPO(common.SamplesActions):
     """On-policy MDPO; the fields are its static settings.
 
     Attributes:
@@ -112,9 +112,6 @@ class MDPO:
     def init(self, key, spec, hparams: MDPOHParams) -> common.ActorCriticState:
         return common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
                                         common.adam(1.0, self.adam_eps))
-
-    def act(self, state: common.ActorCriticState, obs, key):
-        return common.sample_action(state, obs, key)
 
     def loss(self, params, state: common.ActorCriticState, data: dict, step_size, hparams: MDPOHParams):
         """MDPO loss on a batch ``{obs, action, log_prob, old_dist, advantage, target}`` (leaves ``[T, N, ...]``).

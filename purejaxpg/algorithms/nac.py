@@ -116,7 +116,7 @@ class NACHParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class NAC:
+class NAC(common.SamplesActions):
     """Natural actor-critic with a least-squares compatible critic; the fields are its static settings.
 
     Attributes:
@@ -173,9 +173,6 @@ class NAC:
         if not self.use_critic:
             return state.replace(opt_state=None)
         return init_critic_optimizer(state, self._critic_tx())
-
-    def act(self, state: common.ActorCriticState, obs, key):
-        return common.sample_action(state, obs, key)
 
     def update(self, state: common.ActorCriticState, batch, key, hparams: NACHParams, progress):
         if self.use_critic:

@@ -38,7 +38,7 @@ class PPOHParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPO:
+class PPO(common.SamplesActions):
     """PPO-Clip; the fields are its static settings.
 
     Attributes:
@@ -84,9 +84,6 @@ class PPO:
     def init(self, key, spec, hparams: PPOHParams) -> common.ActorCriticState:
         return common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
                                         common.adam(1.0, self.adam_eps))
-
-    def act(self, state: common.ActorCriticState, obs, key):
-        return common.sample_action(state, obs, key)
 
     def loss(self, params, state: common.ActorCriticState, minibatch: dict, hparams: PPOHParams):
         """PPO-Clip loss on a flat minibatch ``{obs, action, log_prob, advantage, target, value}``."""

@@ -62,7 +62,7 @@ class KLPenaltyState:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOKL:
+class PPOKL(common.SamplesActions):
     """PPO with an (adaptive) KL penalty; the fields are its static settings.
 
     Attributes:
@@ -114,8 +114,8 @@ class PPOKL:
                                                 common.adam(1.0, self.adam_eps))
         return KLPenaltyState(actor_critic, jnp.asarray(hparams.beta_init, jnp.float32))
 
-    def act(self, state: KLPenaltyState, obs, key):
-        return common.sample_action(state.actor_critic, obs, key)
+    def policy_state(self, state: KLPenaltyState) -> common.ActorCriticState:
+        return state.actor_critic
 
     def loss(self, params, state: common.ActorCriticState, minibatch: dict, beta, hparams: PPOKLHParams):
         """KL-penalised loss on a flat minibatch ``{obs, action, log_prob, old_dist, advantage, target}``.

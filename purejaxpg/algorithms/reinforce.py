@@ -163,7 +163,7 @@ class ReinforceBaselineHParams(ReinforceHParams):
 
 
 @dataclasses.dataclass(frozen=True)
-class Reinforce:
+class Reinforce(common.SamplesActions):
     """Monte-Carlo policy gradient with reward-to-go (see the module docstring for the estimator).
 
     Attributes:
@@ -215,9 +215,6 @@ class Reinforce:
         opt_state = {"policy": tx.init(state.params["policy"]),
                      "critic": tx.init(state.params["critic"]) if self.baseline else None}
         return state.replace(opt_state=opt_state)
-
-    def act(self, state: common.ActorCriticState, obs, key):
-        return common.sample_action(state, obs, key)
 
     def returns_and_weights(self, state: common.ActorCriticState, batch, gamma):
         """Reward-to-go G ``[T, N]``, the per-step loss weights w ``[T, N]`` and the kept mask.

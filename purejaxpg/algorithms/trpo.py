@@ -137,7 +137,7 @@ def fit_critic(state: common.ActorCriticState, data: dict, key: jax.Array, lr: j
 
 
 @dataclasses.dataclass(frozen=True)
-class NPG:
+class NPG(common.SamplesActions):
     """Natural policy gradient with a GAE critic; the fields are its static settings.
 
     Attributes:
@@ -201,9 +201,6 @@ class NPG:
         if self.features is not None:
             state = feature_maps.featurize(state, self.features, feature_key, spec)
         return init_critic_optimizer(state, self._critic_tx())
-
-    def act(self, state: common.ActorCriticState, obs, key):
-        return common.sample_action(state, obs, key)
 
     def policy_step(self, state: common.ActorCriticState, obs: jax.Array, action: jax.Array,
                     advantages: jax.Array, hparams) -> tuple[Any, dict]:
