@@ -17,6 +17,34 @@ RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 
+def start_jax_cpu_backend(num_threads: int | None) -> None:
+    """Start JAX's CPU backend, with XLA's intra-op thread pool sized to ``num_threads`` when given.
+
+    XLA sizes that pool (the threads that run a compiled program's kernels) from the CPUs the
+    process may use when the backend starts. With ``num_threads``, the process is restricted to
+    its first ``num_threads`` CPUs while the backend starts and then given all of them back:
+    XLA runs kernels on that many threads while Python and JAX's dispatch thread use the rest.
+    Everything timed afterwards in the process, every library alike, runs on that pool.
+    Must run before the first JAX computation; Linux only (``os.sched_setaffinity``).
+    """
+    import jax
+
+    if num_threads is None:
+        jax.devices("cpu")
+        return
+    if not hasattr(os, "sched_setaffinity"):
+        raise SystemExit("--xla-cpu-threads needs os.sched_setaffinity (Linux)")
+    cpus = sorted(os.sched_getaffinity(0))
+    if not 1 <= num_threads <= len(cpus):
+        raise SystemExit(f"--xla-cpu-threads={num_threads}: pick 1 to {len(cpus)} (this process may use "
+                         f"{len(cpus)} CPUs)")
+    os.sched_setaffinity(0, set(cpus[:num_threads]))
+    try:
+        jax.devices("cpu")
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+
+
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
     import importlib.metadata as md

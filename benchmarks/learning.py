@@ -14,6 +14,7 @@ Writes ``benchmarks/results/learning.json`` (merging with earlier cells) and pri
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 
@@ -65,6 +66,7 @@ def main() -> None:
                 print(f"skip {algo_name} on {env_id}: {err}", flush=True)
                 continue
             row = _common.time_purejaxpg(algo_name, env_id, overrides, args.seeds)
+            row["measured"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
             cells[(algo_name, env_id)] = row
             print(f"{algo_name:>18} {env_id:>12}: mean {row['final_return_mean']:8.1f} worst "
                   f"{row['final_return_worst']:8.1f} | {row['timesteps_per_seed']:>9,d} steps/seed | "

@@ -2,7 +2,7 @@
 
     python benchmarks/readme_tables.py
 
-Reads ``benchmarks/results/{ppo_cartpole,throughput_algos,throughput_envs,throughput_seeds,learning}.json``
+Reads ``benchmarks/results/{ppo_cartpole,ppo_cartpole_xla1,throughput_algos,throughput_envs,throughput_seeds,learning}.json``
 (whichever exist) and prints one Markdown table per file, so the figures in the README are the
 scripts' own output, not retyped.
 """
@@ -38,14 +38,17 @@ def markdown(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 def main() -> None:
-    ppo = _load("ppo_cartpole")
-    if ppo:
+    for name, title in (("ppo_cartpole", "PPO, classic CartPole config, vs rejax and the ceiling"),
+                        ("ppo_cartpole_xla1", "The same, XLA's CPU thread pool sized to 1 thread")):
+        ppo = _load(name)
+        if not ppo:
+            continue
         rows = []
         for r in ppo["rows"]:
-            name = {"purejaxpg": f"purejaxpg `{r.get('algo')}`", "rejax": "rejax `ppo` (same config)"}.get(
+            label = {"purejaxpg": f"purejaxpg `{r.get('algo')}`", "rejax": "rejax `ppo` (same config)"}.get(
                 r["library"], "raw gymnax stepping, random actions (ceiling)")
-            rows.append({**r, "name": name if r.get("env_id") == "CartPole-v1" else f"{name} on {r['env_id']}"})
-        print("### PPO, classic CartPole config, vs rejax and the ceiling\n")
+            rows.append({**r, "name": label if r.get("env_id") == "CartPole-v1" else f"{label} on {r['env_id']}"})
+        print(f"### {title}\n")
         print(markdown(rows, [("library", "name", ""), ("seeds", "num_seeds", "d"),
                               ("env steps/s", "steps_per_second", ",.0f"), ("purejaxpg / rejax", "ratio_purejaxpg_over_rejax", ".2f"),
                               ("CPU s / wall s", "cpu_per_wall", ".2f"),
@@ -76,7 +79,8 @@ def main() -> None:
         print("### Final return per algorithm and environment, 8 seeds\n")
         print(markdown(rows, [("env", "env_id", ""), ("algo", "algo", ""), ("env steps per seed", "timesteps_per_seed", ",d"),
                               ("seeds", "num_seeds", "d"), ("final return mean", "final_return_mean", ".1f"),
-                              ("worst seed", "final_return_worst", ".1f"), ("env steps/s", "steps_per_second", ",.0f")]))
+                              ("worst seed", "final_return_worst", ".1f"), ("env steps/s", "steps_per_second", ",.0f"),
+                              ("measured (UTC)", "measured", "")]))
         print(f"\n(last cell written {learning['machine']['date']}, `python benchmarks/learning.py --envs ...`)\n")
 
 

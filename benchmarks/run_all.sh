@@ -8,5 +8,6 @@ python throughput.py algos --iterations 300 --rounds 11
 python throughput.py seeds
 python throughput.py envs
 python ppo_cartpole.py --seeds 1 8 --repeats 3 --pendulum
+python ppo_cartpole.py --seeds 1 8 --repeats 3 --xla-cpu-threads 1 --name ppo_cartpole_xla1
 python profile_ppo.py
 python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar

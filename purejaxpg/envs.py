@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 from gymnax.environments import spaces
+from gymnax.environments.environment import Environment
 
 from purejaxpg.config import ConfigError
 
@@ -272,7 +273,6 @@ class PresampledResets:
 
 def can_presample_resets(env) -> bool:
     """True when ``env`` auto-resets with gymnax's own ``Environment.step`` (not overridden)."""
-    from gymnax.environments.environment import Environment
     return isinstance(env, Environment) and type(env).step is Environment.step
 
 
@@ -316,7 +316,10 @@ def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, 
     Args:
       loop: the current ``EnvLoopState``.
       action: ``[N]`` int actions or ``[N, D]`` float actions as sampled by the policy.
-      key: one key, split into N step keys, or ``[N]`` step keys already split.
+      key: one key, split into N step keys, or ``[N]`` step keys already split (unused with
+        ``resets``).
+      resets: optional `PresampledResets` of this step (leaves ``[N, ...]``, from
+        `presample_resets`): gymnax's step with its key split and reset drawn in advance.
     Returns:
       ``(new_loop, StepOutput)``.
     """

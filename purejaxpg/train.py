@@ -46,8 +46,9 @@ class Algorithm(Protocol):
     * ``act(learner_state, obs [N, ...], key) -> (action [N, ...], extras)``.
     * optional ``act_noise(learner_state, obs, key) -> noise`` and ``act_from_noise(learner_state,
       obs, noise) -> (action, extras)``, ``act`` split into its random draw (which may read only
-      ``obs``'s shape) and the rest; with them the rollout draws a whole batch's noise before its
-      loop (`purejaxpg.algorithms.common.SamplesActions` provides all three).
+      ``obs``'s shape) and the rest, used when ``act_is_split`` is true; the rollout then draws a
+      whole batch's noise before its loop (`purejaxpg.algorithms.common.SamplesActions` provides
+      all of them, and turns the split off in a subclass that overrides ``act``).
     * ``update(learner_state, batch, key, hparams, progress) -> (learner_state, metrics)``, where
       ``batch`` is a :class:`purejaxpg.rollout.Transition` ``[T, N, ...]``, ``progress`` the
       fraction of iterations done before this one (for annealing), metrics a dict of scalars.
@@ -129,7 +130,7 @@ class Trainer:
         group_size = getattr(self.algo, "episode_group_size", None)
         if group_size:  # episodic groups: every iteration starts from group-shared start states
             loop = envs.reset(self.env, self.env_params, self.spec, reset_key, cfg.num_envs, group_size, loop)
-        if hasattr(self.algo, "act_noise") and hasattr(self.algo, "act_from_noise"):
+        if getattr(self.algo, "act_is_split", False):
             act = lambda obs, noise: self.algo.act_from_noise(runner.learner, obs, noise)  # noqa: E731
             act_noise = lambda obs, k: self.algo.act_noise(runner.learner, obs, k)  # noqa: E731
         else:

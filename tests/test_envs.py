@@ -223,3 +223,32 @@ def test_rollout_with_noise_drawn_before_the_loop_matches_keyed_acting(env_id):
         np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-4)
     if spec.discrete:
         np.testing.assert_array_equal(keyed[1].action, hoisted[1].action)
+
+
+def test_a_subclass_that_overrides_act_is_stepped_with_its_act():
+    """The trainer's noise-ahead path must not bypass a user's own act (here: greedy actions)."""
+    from purejaxpg import experiment, train
+    from purejaxpg.algorithms import PPO
+
+    class GreedyPPO(PPO):
+        def act(self, state, obs, key):
+            dist = state.dist(obs)
+            return dist.mode(), {"log_prob": dist.log_prob(dist.mode())}
+
+    assert PPO().act_is_split and not GreedyPPO().act_is_split
+    _, config, hp = experiment.build("ppo", "CartPole-v1", {"num_envs": 2, "num_steps": 16,
+                                                            "total_timesteps": 32})
+    trainer = train.make_train(GreedyPPO(), config, hp)
+    runner = trainer.init(jax.random.PRNGKey(0), hp)
+    captured = {}
+    real_update = GreedyPPO.update
+
+    def spy(self, state, batch, key, hparams, progress):
+        captured["batch"] = batch
+        return real_update(self, state, batch, key, hparams, progress)
+
+    GreedyPPO.update = spy
+    trainer.step(runner, hp)
+    batch = captured["batch"]
+    greedy = runner.learner.dist(batch.obs).mode()
+    np.testing.assert_array_equal(batch.action, greedy)

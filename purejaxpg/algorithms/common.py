@@ -112,6 +112,12 @@ class SamplesActions:
         """The `ActorCriticState` holding the policy (the learner state itself unless overridden)."""
         return learner_state
 
+    @property
+    def act_is_split(self) -> bool:
+        """True while ``act`` is this mixin's, i.e. ``act_from_noise(act_noise(...))``; a subclass
+        that overrides ``act`` turns the split form off, so the trainer calls its ``act``."""
+        return type(self).act is SamplesActions.act
+
     def act(self, learner_state: Any, obs: jax.Array, key: jax.Array):
         return sample_action(self.policy_state(learner_state), obs, key)
 
