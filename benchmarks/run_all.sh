@@ -10,4 +10,5 @@ python throughput.py envs
 python ppo_cartpole.py --seeds 1 8 --repeats 3 --pendulum
 python ppo_cartpole.py --seeds 1 8 --repeats 3 --xla-cpu-threads 1 --name ppo_cartpole_xla1
 python profile_ppo.py
+python shuffle_timing.py
 python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
