@@ -18,7 +18,7 @@ sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without install
 
 
 def start_jax_cpu_backend(num_threads: int | None) -> None:
-    """Start JAX's CPU backend, with XLA's intra-op thread pool sized to ``num_threads`` when given.
+    """Start JAX's CPU backend with XLA's intra-op thread pool sized to ``num_threads``.
 
     XLA sizes that pool (the threads that run a compiled program's kernels) from the CPUs the
     process may use when the backend starts. With ``num_threads``, the process is restricted to
@@ -26,12 +26,12 @@ def start_jax_cpu_backend(num_threads: int | None) -> None:
     XLA runs kernels on that many threads while Python and JAX's dispatch thread use the rest.
     Everything timed afterwards in the process, every library alike, runs on that pool.
     Must run before the first JAX computation; Linux only (``os.sched_setaffinity``).
+    ``None`` does nothing: the backend starts as usual, with one thread per CPU.
     """
+    if num_threads is None:
+        return
     import jax
 
-    if num_threads is None:
-        jax.devices("cpu")
-        return
     if not hasattr(os, "sched_setaffinity"):
         raise SystemExit("--xla-cpu-threads needs os.sched_setaffinity (Linux)")
     cpus = sorted(os.sched_getaffinity(0))

@@ -26,7 +26,6 @@ Writes ``benchmarks/results/ppo_cartpole.json`` (or ``<N>.json``). Never asserts
 from __future__ import annotations
 
 import argparse
-import sys
 
 import _common
 import peers
@@ -89,7 +88,7 @@ def main() -> None:
                                ("compile s", "compile_s", ".1f"), ("mean return", "final_return_mean", ".1f"),
                                ("worst", "final_return_worst", ".1f")]))
     print("wrote", _common.write_json(args.name, {"config": CLASSIC, "xla_cpu_threads": args.xla_cpu_threads,
-                                                  "command": " ".join(sys.argv), "rows": rows}))
+                                                  "rows": rows}))
 
 
 if __name__ == "__main__":

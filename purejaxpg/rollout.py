@@ -107,9 +107,8 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
     num_envs = loop.obs.shape[0]
     step_keys = jax.random.split(key, (num_steps, num_envs + 1))
     act_keys, env_keys = step_keys[:, 0], step_keys[:, 1:]
-    if act_noise is not None:
-        first_obs = view(loop.obs)
-        act_keys = jax.vmap(lambda k: act_noise(first_obs, k))(act_keys)
+    if act_noise is not None:  # act_noise reads only the observations' shape
+        act_keys = jax.vmap(lambda k: act_noise(loop.obs, k))(act_keys)
     if envs.can_presample_resets(env):
         resets, env_keys = envs.presample_resets(env, env_params, env_keys), None
     else:
