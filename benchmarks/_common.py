@@ -17,6 +17,14 @@ RESULTS = os.path.join(HERE, "results")
 sys.path.insert(0, os.path.dirname(HERE))  # run from a checkout without installing
 
 
+def use_cpu_devices(count: int) -> None:
+    """Start JAX with ``count`` CPU devices (`purejaxpg.devices.use_cpu_cores`); before any JAX work."""
+    from purejaxpg import devices
+
+    if devices.use_cpu_cores(count) != count:
+        raise SystemExit(f"--cpu-devices {count}: XLA_FLAGS sets another device count; unset it")
+
+
 def start_jax_cpu_backend(num_threads: int | None) -> None:
     """Start JAX's CPU backend with XLA's intra-op thread pool sized to ``num_threads``.
 
@@ -99,9 +107,12 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
 
     The run is one compiled call (no chunks); with ``repeats > 1`` the same compiled executable
     runs again, the best wall time counts, and ``cpu_per_wall`` is the process's CPU seconds per
-    wall second over the calls after the first.
+    wall second over the calls after the first. With several devices the seeds are split over
+    them when they divide evenly, as the command line does (`purejaxpg.devices.runs_shard`).
     """
-    from purejaxpg import experiment, results, train
+    import jax
+
+    from purejaxpg import devices, experiment, results, train
 
     algo, config, hparams = experiment.build(algo_name, env_id, overrides)
     trainer = train.make_train(algo, config, hparams)
@@ -110,7 +121,7 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     cpu_seconds, run_seconds = 0.0, 0.0
     for i in range(repeats):
         cpu0 = time.process_time()
-        out = train.run_chunked(trainer, keys, hparams)
+        out = train.run_chunked(trainer, keys, hparams, shard=devices.runs_shard(num_seeds))
         if i > 0:  # the first call compiles
             cpu_seconds, run_seconds = cpu_seconds + time.process_time() - cpu0, run_seconds + out.run_seconds
         compile_seconds = out.compile_seconds if compile_seconds is None else compile_seconds
@@ -119,6 +130,7 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     steps = num_seeds * config.num_iterations * config.batch_size
     return {
         "library": "purejaxpg", "algo": algo_name, "env_id": env_id, "num_seeds": num_seeds,
+        "devices_used": len(jax.devices()) if devices.runs_shard(num_seeds) == "runs" else 1,
         "timesteps_per_seed": config.num_iterations * config.batch_size,
         "num_envs": config.num_envs, "num_steps": config.num_steps,
         "compile_s": compile_seconds, "train_s": best, "steps_per_second": steps / best,

@@ -113,6 +113,16 @@ class GymnaxV0StepAdapter:
         return f"{type(self).__name__}({self._env.name})"
 
 
+def split_seeds_over_devices(keys: jax.Array) -> jax.Array:
+    """``keys [S]`` placed with their seed axis split over ``jax.devices()`` when S divides evenly
+    (jit then runs each device's seeds on it, concurrently); unchanged otherwise or on one device."""
+    devices = jax.devices()
+    if len(devices) == 1 or keys.shape[0] % len(devices):
+        return keys
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
+    return jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
+
+
 def make_adapted_env(env_id: str, **env_kwargs):
     """``gymnax.make(env_id)`` wrapped in :class:`GymnaxV0StepAdapter`."""
     import gymnax
@@ -159,6 +169,7 @@ def raw_env_steps_per_second(
     num_steps: int,
     num_seeds: int = 1,
     repeats: int = 3,
+    split_seeds: bool = False,
 ) -> dict:
     """Raw gymnax stepping rate of ``env_id``: the ceiling for any PPO.
 
@@ -207,6 +218,8 @@ def raw_env_steps_per_second(
 
     fn = jax.jit(jax.vmap(rollout))
     keys = jax.random.split(jax.random.PRNGKey(0), num_seeds)
+    if split_seeds:  # seeds over the devices (split_seeds_over_devices)
+        keys = split_seeds_over_devices(keys)
 
     t0 = time.perf_counter()
     compiled = fn.lower(keys).compile()
@@ -301,8 +314,13 @@ def rejax_ppo(
     seed: int = 0,
     num_eval_episodes: int = 16,
     repeats: int = 1,
+    split_seeds: bool = False,
 ) -> dict:
     """Train rejax's PPO on ``env_id`` for ``num_seeds`` seeds and time it.
+
+    With ``split_seeds`` the seed axis is split over ``jax.devices()`` (rejax has no option for
+    it; `split_seeds_over_devices` places the keys and jit follows), as purejaxpg does with
+    several CPU devices.
 
     rejax's PPO is used unchanged, on the gymnax 1.x environment seen through
     :class:`GymnaxV0StepAdapter`.  ``jax.jit(jax.vmap(algo.train))`` runs all
@@ -399,6 +417,8 @@ def rejax_ppo(
 
     train = jax.jit(jax.vmap(algo.train))
     keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
+    if split_seeds:
+        keys = split_seeds_over_devices(keys)
 
     # First call = explicit lower + compile, then the first execution; the
     # split is reported too, because on a loaded machine "first minus steady"

@@ -17,8 +17,14 @@ Optionally (``--pendulum``) PPO on Pendulum-v1 at 1e6 steps with the library's p
 per CPU), for both libraries alike (`_common.start_jax_cpu_backend`). On a 2-core machine one
 XLA thread keeps a 1-seed run's small kernels on one core instead of handing them between two.
 
+``--cpu-devices N`` starts JAX with N CPU devices (`purejaxpg.devices`; default 1). purejaxpg then
+splits its seeds over them when they divide evenly, as its command line does by default (one
+device per core). rejax has no such option: it is timed as it ships (one device) and again with
+its seed axis split over the devices by the benchmark (`peers.split_seeds_over_devices`), and
+the ceiling is measured with its seeds split the same way.
+
     python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 2] [--pendulum] [--no-rejax] [--name N]
-                                      [--xla-cpu-threads N]
+                                      [--xla-cpu-threads N] [--cpu-devices N]
 
 Writes ``benchmarks/results/ppo_cartpole.json`` (or ``<N>.json``). Never asserts a time.
 """
@@ -45,33 +51,47 @@ def main() -> None:
                         help="results file benchmarks/results/<name>.json (e.g. for a run under taskset)")
     parser.add_argument("--xla-cpu-threads", type=int, default=None,
                         help="size of XLA's CPU thread pool for the whole process (default: one per CPU)")
+    parser.add_argument("--cpu-devices", type=int, default=1,
+                        help="CPU devices JAX presents (default 1); purejaxpg splits seeds over them")
     args = parser.parse_args()
+    _common.use_cpu_devices(args.cpu_devices)
     _common.start_jax_cpu_backend(args.xla_cpu_threads)
 
     rows = []
     for num_seeds in args.seeds:
         ours = _common.time_purejaxpg("ppo", "CartPole-v1", CLASSIC, num_seeds, repeats=args.repeats)
         rows.append(ours)
-        print(f"purejaxpg ppo, {num_seeds} seed(s): {ours['steps_per_second']:,.0f} steps/s, "
+        print(f"purejaxpg ppo, {num_seeds} seed(s) on {ours['devices_used']} device(s): "
+              f"{ours['steps_per_second']:,.0f} steps/s, "
               f"compile {ours['compile_s']:.1f} s, final return mean {ours['final_return_mean']:.1f} "
               f"worst {ours['final_return_worst']:.1f}", flush=True)
         if not args.no_rejax:
-            try:
-                theirs = peers.rejax_ppo(
-                    "CartPole-v1", num_seeds=num_seeds, total_timesteps=CLASSIC["total_timesteps"],
-                    num_envs=4, num_steps=128, num_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
-                    anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
-                    max_grad_norm=0.5, hidden=(64, 64), activation="tanh", repeats=args.repeats)
-                theirs.update(library="rejax", compile_s=theirs.get("lower_compile_s", theirs.get("compile_s")),
-                              final_return_worst=min(theirs["final_return"]))
+            # as rejax ships (one device); with several devices, also with its seeds split over them
+            for split in ([False, True] if args.cpu_devices > 1 and num_seeds % args.cpu_devices == 0 else [False]):
+                try:
+                    theirs = peers.rejax_ppo(
+                        "CartPole-v1", num_seeds=num_seeds, total_timesteps=CLASSIC["total_timesteps"],
+                        num_envs=4, num_steps=128, num_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
+                        anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
+                        max_grad_norm=0.5, hidden=(64, 64), activation="tanh", repeats=args.repeats,
+                        split_seeds=split)
+                except ImportError:
+                    print("rejax not installed: pip install '.[bench]'")
+                    break
+                used = args.cpu_devices if split else 1
+                theirs.update(library="rejax" + (", seeds split by the benchmark" if split else ""),
+                              compile_s=theirs.get("lower_compile_s", theirs.get("compile_s")),
+                              final_return_worst=min(theirs["final_return"]), devices_used=used)
                 theirs["ratio_purejaxpg_over_rejax"] = ours["steps_per_second"] / theirs["steps_per_second"]
                 rows.append(theirs)
-                print(f"rejax ppo,     {num_seeds} seed(s): {theirs['steps_per_second']:,.0f} steps/s "
+                print(f"{theirs['library']}, {num_seeds} seed(s) on {used} device(s): "
+                      f"{theirs['steps_per_second']:,.0f} steps/s "
                       f"(purejaxpg/rejax = {theirs['ratio_purejaxpg_over_rejax']:.2f}x)", flush=True)
-            except ImportError:
-                print("rejax not installed: pip install '.[bench]'")
-        ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=4, num_steps=250_000, num_seeds=num_seeds)
-        ceiling.update(library="gymnax (random actions)", algo="ceiling")
+        ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=4, num_steps=250_000, num_seeds=num_seeds,
+                                                 split_seeds=args.cpu_devices > 1)
+        ceiling.update(library="gymnax (random actions)", algo="ceiling",
+                       devices_used=args.cpu_devices if args.cpu_devices > 1 and num_seeds % args.cpu_devices == 0
+                       else 1)
         rows.append(ceiling)
         print(f"raw env ceiling, {num_seeds} seed(s) x 4 envs: {ceiling['steps_per_second']:,.0f} steps/s", flush=True)
     if args.pendulum:
@@ -83,12 +103,13 @@ def main() -> None:
 
     print()
     print(_common.table(rows, [("library", "library", ""), ("algo", "algo", ""), ("env", "env_id", ""),
-                               ("seeds", "num_seeds", "d"), ("steps/s", "steps_per_second", ",.0f"),
+                               ("seeds", "num_seeds", "d"), ("devices", "devices_used", "d"),
+                               ("steps/s", "steps_per_second", ",.0f"),
                                ("CPU s / wall s", "cpu_per_wall", ".2f"),
                                ("compile s", "compile_s", ".1f"), ("mean return", "final_return_mean", ".1f"),
                                ("worst", "final_return_worst", ".1f")]))
     print("wrote", _common.write_json(args.name, {"config": CLASSIC, "xla_cpu_threads": args.xla_cpu_threads,
-                                                  "rows": rows}))
+                                                  "cpu_devices": args.cpu_devices, "rows": rows}))
 
 
 if __name__ == "__main__":

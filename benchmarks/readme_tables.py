@@ -2,7 +2,7 @@
 
     python benchmarks/readme_tables.py
 
-Reads ``benchmarks/results/{ppo_cartpole,ppo_cartpole_xla1,throughput_algos,throughput_envs,throughput_seeds,learning}.json``
+Reads ``benchmarks/results/{ppo_cartpole_cores,ppo_cartpole,ppo_cartpole_xla1,throughput_algos,throughput_envs,throughput_seeds,learning}.json``
 (whichever exist) and prints one Markdown table per file, so the figures in the README are the
 scripts' own output, not retyped.
 """
@@ -38,18 +38,20 @@ def markdown(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
 
 
 def main() -> None:
-    for name, title in (("ppo_cartpole", "PPO, classic CartPole config, vs rejax and the ceiling"),
-                        ("ppo_cartpole_xla1", "The same, XLA's CPU thread pool sized to 1 thread")):
+    for name, title in (("ppo_cartpole_cores", "PPO, classic CartPole config, one CPU device per core"),
+                        ("ppo_cartpole", "PPO, classic CartPole config, one CPU device"),
+                        ("ppo_cartpole_xla1", "One CPU device, XLA's CPU thread pool sized to 1 thread")):
         ppo = _load(name)
         if not ppo:
             continue
         rows = []
         for r in ppo["rows"]:
-            label = {"purejaxpg": f"purejaxpg `{r.get('algo')}`", "rejax": "rejax `ppo` (same config)"}.get(
-                r["library"], "raw gymnax stepping, random actions (ceiling)")
-            rows.append({**r, "name": label if r.get("env_id") == "CartPole-v1" else f"{label} on {r['env_id']}"})
+            label = {"purejaxpg": f"purejaxpg `{r.get('algo')}`", "rejax": "rejax `ppo` (same config)",
+                     "rejax, seeds split by the benchmark": "rejax `ppo`, seeds split over the devices by the benchmark",
+                     }.get(r["library"], "raw gymnax stepping, random actions (ceiling)")
+            rows.append({**r, "devices_used": r.get("devices_used", 1), "name": label if r.get("env_id") == "CartPole-v1" else f"{label} on {r['env_id']}"})
         print(f"### {title}\n")
-        print(markdown(rows, [("library", "name", ""), ("seeds", "num_seeds", "d"),
+        print(markdown(rows, [("library", "name", ""), ("seeds", "num_seeds", "d"), ("devices", "devices_used", "d"),
                               ("env steps/s", "steps_per_second", ",.0f"), ("purejaxpg / rejax", "ratio_purejaxpg_over_rejax", ".2f"),
                               ("CPU s / wall s", "cpu_per_wall", ".2f"),
                               ("compile s", "compile_s", ".1f"), ("final return mean", "final_return_mean", ".1f"),

@@ -7,6 +7,7 @@ python learning.py --envs CartPole-v1 Pendulum-v1
 python throughput.py algos --iterations 300 --rounds 11
 python throughput.py seeds
 python throughput.py envs
+python ppo_cartpole.py --seeds 1 8 --repeats 3 --cpu-devices "$(nproc)" --name ppo_cartpole_cores
 python ppo_cartpole.py --seeds 1 8 --repeats 3 --pendulum
 python ppo_cartpole.py --seeds 1 8 --repeats 3 --xla-cpu-threads 1 --name ppo_cartpole_xla1
 python profile_ppo.py

@@ -70,6 +70,53 @@ def _error(message: Any) -> int:
     return 2
 
 
+CPU_DEVICES_HELP = ("CPU devices JAX presents: 'auto' (default) one per usable core, or N; seeds x configurations "
+                    "are split over them when they divide evenly, each run computed as on one device "
+                    "(purejaxpg.devices). Has effect only before JAX starts, i.e. from the command line")
+
+
+def _use_cpu_devices(argv: list[str], from_command_line: bool) -> str | None:
+    """Apply ``--cpu-devices`` (before JAX starts); returns an error message or None.
+
+    ``auto`` takes effect only when the process is the command line itself: called in-process
+    (``main([...])``, e.g. from a test or a notebook) it leaves the caller's JAX devices alone.
+    """
+    from purejaxpg import devices
+    from purejaxpg.config import ConfigError
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--cpu-devices", default="auto")
+    value = pre.parse_known_args(argv)[0].cpu_devices
+    if value == "auto":  # one per core; in a process where JAX already runs, its devices stay
+        if from_command_line:
+            devices.use_cpu_cores(None, strict=False)
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        return f"--cpu-devices {value}: give 'auto' or a number of devices, e.g. --cpu-devices 1"
+    try:
+        devices.use_cpu_cores(count)
+    except ConfigError as err:
+        return f"--cpu-devices {value}: {err}"
+    return None
+
+
+def _devices_note(num_runs: int) -> tuple[str, str]:
+    """How the runs are placed, for the progress header; and the ``shard`` that does it."""
+    import jax
+
+    from purejaxpg import devices
+
+    shard = devices.runs_shard(num_runs)
+    count = len(jax.devices())
+    if shard == "runs":
+        return shard, f"; runs split over {count} {jax.default_backend().upper()} devices"
+    if count > 1:
+        return shard, f"; one device ({num_runs} run(s) do not split evenly over {count} devices)"
+    return shard, ""
+
+
 def _print_progress(total_iterations: int, batch_size: int, num_runs: int, done: int = 0):
     state = {"iteration": done}
 
@@ -125,6 +172,7 @@ def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
                         help="continue the run saved in DIR (its settings and newest checkpoint); writes into DIR")
     parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N",
                         help="stop after N chunks of this call, once checkpointed (for tests and jobs of limited wall time)")
+    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
     if algo_cls is not None:
         _add_setting_flags(parser, algo_cls)
     return parser
@@ -172,17 +220,18 @@ def cmd_train(argv: list[str]) -> int:
     description.update(seeds=args.seeds, seed=args.seed, chunk_iterations=chunk, versions=_versions())
     if args.checkpoint_every is not None:
         description.update(checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
+    shard, placement = _devices_note(args.seeds)
     print(f"purejaxpg: {algo.name} on {config.env_id}, {args.seeds} seed(s) x {config.num_iterations} iterations "
-          f"x {config.batch_size} steps ({config.num_envs} envs x {config.num_steps} steps)", flush=True)
+          f"x {config.batch_size} steps ({config.num_envs} envs x {config.num_steps} steps){placement}", flush=True)
     callback = _print_progress(config.num_iterations, config.batch_size, args.seeds)
     keys = train.seed_keys(args.seed, args.seeds)
     if args.checkpoint_every is None:
-        result = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk, callback=callback)
+        result = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk, callback=callback, shard=shard)
         return _finish_train(args.out, description, result.metrics, result.steps_per_second,
                              result.compile_seconds, result.run_seconds)
     _write_config(args.out, description)
     return _run_checkpointed(trainer, keys, hparams, args.out, description, chunk, args.checkpoint_every,
-                             args.keep_checkpoints, callback, args.stop_after_chunks)
+                             args.keep_checkpoints, callback, args.stop_after_chunks, shard=shard)
 
 
 def _write_config(out: str, description: dict) -> None:
@@ -192,12 +241,12 @@ def _write_config(out: str, description: dict) -> None:
 
 
 def _run_checkpointed(trainer, keys, hparams, out: str, description: dict, chunk: int, every: int, keep: int,
-                      callback, stop_after_chunks: int | None, resume=None) -> int:
+                      callback, stop_after_chunks: int | None, resume=None, shard: str = "auto") -> int:
     from purejaxpg import checkpoint
 
     done = checkpoint.run(trainer, keys, hparams, os.path.join(out, "checkpoints"), description,
                           chunk_iterations=chunk, every=every, keep=keep, callback=callback,
-                          stop_after_chunks=stop_after_chunks, resume=resume)
+                          stop_after_chunks=stop_after_chunks, resume=resume, shard=shard)
     if not done.finished:
         iteration = int(np.asarray(done.runner.iteration).reshape(-1)[0])
         print(f"stopped after {stop_after_chunks} chunk(s) at iteration {iteration}/{trainer.num_iterations}; "
@@ -250,6 +299,7 @@ def _resume(argv: list[str]) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K")
     parser.add_argument("--keep-checkpoints", type=int, default=None, metavar="N")
     parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N")
+    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
     args, extra = parser.parse_known_args(argv)
     if extra:
         return _error(f"--resume continues the run with the settings saved in {args.resume}; "
@@ -272,11 +322,12 @@ def _resume(argv: list[str]) -> int:
     description.setdefault("resumed_from_iterations", []).append(ckpt.iteration)
     num_runs = int(np.asarray(ckpt.runner.iteration).shape[0])
     config = trainer.config
+    shard, placement = _devices_note(num_runs)
     print(f"purejaxpg: resuming {trainer.algo.name} on {config.env_id} from {ckpt.path} at iteration "
-          f"{ckpt.iteration}/{config.num_iterations} ({num_runs} run(s))", flush=True)
+          f"{ckpt.iteration}/{config.num_iterations} ({num_runs} run(s){placement})", flush=True)
     callback = _print_progress(config.num_iterations, config.batch_size, num_runs, done=ckpt.iteration)
     return _run_checkpointed(trainer, ckpt.runner.key, ckpt.hparams, args.resume, description, chunk, every, keep,
-                             callback, args.stop_after_chunks, resume=ckpt)
+                             callback, args.stop_after_chunks, resume=ckpt, shard=shard)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -322,6 +373,7 @@ def cmd_sweep(argv: list[str]) -> int:
     parser.add_argument("--no-presets", action="store_true", help="ignore the per-environment presets")
     parser.add_argument("--plot-x", default=None, metavar="NAME", help="x axis of sweep.png (default: first swept name)")
     parser.add_argument("--plot-lines", default=None, metavar="NAME", help="one line per value of NAME (grid only)")
+    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
     _add_setting_flags(parser, algo_cls)
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -367,13 +419,14 @@ def cmd_sweep(argv: list[str]) -> int:
                 raise ConfigError(f"--plot-x/--plot-lines {name!r} was not swept; pick one of {list(configs[0])}")
     except ConfigError as err:
         return _error(err)
-    print(f"purejaxpg: sweep of {algo_name} on {args.env}: {len(configs)} configuration(s) x {args.seeds} seed(s) "
-          f"= {len(configs) * args.seeds} runs in one compiled call", flush=True)
     num_runs = len(configs) * args.seeds
+    shard, placement = _devices_note(num_runs)
+    print(f"purejaxpg: sweep of {algo_name} on {args.env}: {len(configs)} configuration(s) x {args.seeds} seed(s) "
+          f"= {num_runs} runs in one compiled call{placement}", flush=True)
     chunk = args.chunk_iterations or max(1, -(-config.num_iterations // 20))
     callback = _print_progress(config.num_iterations, config.batch_size, num_runs)
     result = sweep.run_configs(algo_name, args.env, configs, chunk_iterations=chunk, callback=callback, kind=kind,
-                               **common)
+                               shard=shard, **common)
     result.settings.update(chunk_iterations=chunk, versions=_versions())
     _print_sweep_summary(result)
     if args.out:
@@ -433,6 +486,7 @@ COMMANDS = {"train": cmd_train, "sweep": cmd_sweep, "list": cmd_list}
 def main(argv: list[str] | None = None) -> int:
     """Run a command; returns the exit status (0 ok, 2 bad input) instead of exiting, so it can be
     called in-process (``main(["train", "--total-timesteps", "1024"])``)."""
+    from_command_line = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print(f"usage: python -m purejaxpg {{{','.join(COMMANDS)}}} [options]\n"
@@ -440,6 +494,8 @@ def main(argv: list[str] | None = None) -> int:
               "  sweep  grid or random search of hyperparameters x seeds in one call (python -m purejaxpg sweep --help)\n"
               "  list   list algorithms and environments")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    if argv[0] in ("train", "sweep") and (message := _use_cpu_devices(argv[1:], from_command_line)) is not None:
+        return _error(message)
     try:
         return COMMANDS[argv[0]](argv[1:])
     except SystemExit as exit_:  # argparse: --help (0) and malformed flags (2)

@@ -1,0 +1,84 @@
+"""CPU cores as JAX devices, so that seed and hyperparameter sweeps run on every core.
+
+On a CPU, JAX shows one device by default, and XLA runs each compiled program on it with one
+pool of intra-op threads. A training step of this library is a long chain of small kernels (MLPs
+of 64 units, a few environments per run): XLA does not spread such a chain over the cores, so 8
+vmapped PPO seeds on the 2-core benchmark machine ran no faster with two pool threads than with
+one (``benchmarks/ppo_cartpole.py --xla-cpu-threads``). JAX can instead present the cores as
+several CPU devices (``jax_num_cpu_devices``); ``train.run_chunked(..., shard="runs")`` then
+gives each device its own share of the runs, the shares run at the same time on different
+cores, and every run computes exactly what it computes on one device (``tests/test_sharding.py``).
+
+The device count is fixed when JAX starts its backends, so :func:`use_cpu_cores` must run before
+the first JAX computation of the process. The command line calls it for you
+(``python -m purejaxpg train --cpu-devices auto``, the default).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+from purejaxpg.config import ConfigError
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def forced_host_device_count() -> int | None:
+    """The count set by ``XLA_FLAGS=--xla_force_host_platform_device_count=N``, else None."""
+    match = re.search(r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return int(match.group(1)) if match else None
+
+
+def use_cpu_cores(num_devices: int | None = None, *, strict: bool = True) -> int:
+    """Make JAX present ``num_devices`` CPU devices (default: one per usable core).
+
+    Call it right after ``import jax``, before any JAX computation. An explicit
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` wins and is left as it is. On a
+    machine with an accelerator the default backend stays the accelerator; only the CPU
+    client's device count changes.
+
+    Args:
+      num_devices: how many CPU devices; None for one per usable core (:func:`usable_cores`).
+      strict: when JAX has already started, raise (True) or keep its current devices (False).
+    Returns:
+      the number of CPU devices JAX will use.
+    Raises:
+      ConfigError: ``num_devices < 1``, or JAX already started with another count and ``strict``.
+    """
+    import jax
+
+    forced = forced_host_device_count()
+    if forced is not None:
+        return forced
+    count = usable_cores() if num_devices is None else int(num_devices)
+    if count < 1:
+        raise ConfigError(f"cpu_devices={count}: give at least 1 CPU device (or 'auto', one per core).")
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError as err:  # backends already initialised: the count is fixed for this process
+        current = len(jax.devices("cpu"))
+        if strict and current != count:
+            raise ConfigError(
+                f"cpu_devices={count}: JAX has already started with {current} CPU device(s), and that "
+                f"count is fixed for the process; call purejaxpg.devices.use_cpu_cores() before any JAX "
+                f"computation, or start Python with JAX_NUM_CPU_DEVICES={count}."
+            ) from err
+        return current
+    return count
+
+
+def runs_shard(num_runs: int) -> str:
+    """``"runs"`` when ``num_runs`` splits evenly over ``jax.devices()`` (and there are several),
+    else ``"none"``: the ``shard`` argument of ``train.run_chunked`` that spreads whole runs over
+    devices and never splits one run (so each run's numbers are those of one device)."""
+    import jax
+
+    count = len(jax.devices())
+    return "runs" if count > 1 and num_runs % count == 0 else "none"
