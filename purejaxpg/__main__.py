@@ -70,16 +70,44 @@ def _error(message: Any) -> int:
     return 2
 
 
-CPU_DEVICES_HELP = ("CPU devices JAX presents: 'auto' (default) one per usable core, or N; seeds x configurations "
-                    "are split over them when they divide evenly, each run computed as on one device "
-                    "(purejaxpg.devices). Has effect only before JAX starts, i.e. from the command line")
+CPU_DEVICES_HELP = ("CPU devices JAX presents: 'auto' (default) as many as the runs (seeds x configurations) "
+                    "split evenly over, at most one per usable core; or N. Runs are split over the devices "
+                    "when they divide evenly, each run computed as on one device (purejaxpg.devices). "
+                    "Has effect only before JAX starts, i.e. from the command line")
 
 
-def _use_cpu_devices(argv: list[str], from_command_line: bool) -> str | None:
+def _runs_in_argv(command: str, argv: list[str]) -> int | None:
+    """The number of runs a ``train`` or ``sweep`` command line asks for, read before JAX starts
+    (None when it cannot tell: a resumed run, a malformed flag; the real parser reports those)."""
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    pre.add_argument("--seeds", type=int, default=1 if command == "train" else 4)
+    pre.add_argument("--resume", default=None)
+    pre.add_argument("--grid", action="append", default=[])
+    pre.add_argument("--random", action="append", default=[])
+    pre.add_argument("--samples", type=int, default=None)
+    try:
+        args = pre.parse_known_args(argv)[0]
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    if args.resume is not None or args.seeds < 1:
+        return None
+    if command == "train":
+        return args.seeds
+    if args.grid:
+        configs = int(np.prod([len([v for v in g.partition("=")[2].split(",") if v.strip()]) for g in args.grid]))
+    else:
+        configs = args.samples or 0
+    return configs * args.seeds if configs > 0 else None
+
+
+def _use_cpu_devices(command: str, argv: list[str], from_command_line: bool) -> str | None:
     """Apply ``--cpu-devices`` (before JAX starts); returns an error message or None.
 
     ``auto`` takes effect only when the process is the command line itself: called in-process
     (``main([...])``, e.g. from a test or a notebook) it leaves the caller's JAX devices alone.
+    It asks for as many devices as the runs split evenly over, at most one per usable core
+    (`purejaxpg.devices.devices_for_runs`), so 8 seeds on 6 cores use 4 devices, not 6 of which
+    8 runs could not be split over.
     """
     from purejaxpg import devices
     from purejaxpg.config import ConfigError
@@ -87,9 +115,11 @@ def _use_cpu_devices(argv: list[str], from_command_line: bool) -> str | None:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--cpu-devices", default="auto")
     value = pre.parse_known_args(argv)[0].cpu_devices
-    if value == "auto":  # one per core; in a process where JAX already runs, its devices stay
+    if value == "auto":  # in a process where JAX already runs, its devices stay
         if from_command_line:
-            devices.use_cpu_cores(None, strict=False)
+            runs = _runs_in_argv(command, argv)
+            devices.use_cpu_cores(devices.usable_cores() if runs is None else devices.devices_for_runs(runs),
+                                  strict=False)
         return None
     try:
         count = int(value)
@@ -494,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
               "  sweep  grid or random search of hyperparameters x seeds in one call (python -m purejaxpg sweep --help)\n"
               "  list   list algorithms and environments")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    if argv[0] in ("train", "sweep") and (message := _use_cpu_devices(argv[1:], from_command_line)) is not None:
+    if argv[0] in ("train", "sweep") and (message := _use_cpu_devices(argv[0], argv[1:], from_command_line)) is not None:
         return _error(message)
     try:
         return COMMANDS[argv[0]](argv[1:])

@@ -74,6 +74,18 @@ def use_cpu_cores(num_devices: int | None = None, *, strict: bool = True) -> int
     return count
 
 
+def devices_for_runs(num_runs: int, cores: int | None = None) -> int:
+    """The most devices, at most ``cores`` (default :func:`usable_cores`), over which
+    ``num_runs`` runs split evenly: the largest divisor of ``num_runs`` not above ``cores``.
+
+    E.g. 8 runs on 2 cores -> 2, on 6 cores -> 4; 3 runs on 2 cores -> 1; 1 run -> 1.
+    """
+    cores = usable_cores() if cores is None else cores
+    if num_runs < 1 or cores < 1:
+        return 1
+    return max(d for d in range(1, min(num_runs, cores) + 1) if num_runs % d == 0)
+
+
 def runs_shard(num_runs: int) -> str:
     """``"runs"`` when ``num_runs`` splits evenly over ``jax.devices()`` (and there are several),
     else ``"none"``: the ``shard`` argument of ``train.run_chunked`` that spreads whole runs over

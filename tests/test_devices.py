@@ -94,6 +94,25 @@ def test_forced_host_device_count_wins(monkeypatch):
     assert devices.forced_host_device_count() is None
 
 
+@pytest.mark.parametrize("runs, cores, want", [(8, 2, 2), (8, 6, 4), (8, 64, 8), (3, 2, 1), (1, 16, 1), (12, 8, 6),
+                                               (7, 7, 7), (0, 4, 1)])
+def test_devices_for_runs_is_the_largest_divisor_within_the_cores(runs, cores, want):
+    assert devices.devices_for_runs(runs, cores) == want
+    got = devices.devices_for_runs(runs, cores)
+    assert runs == 0 or (runs % got == 0 and got <= cores)
+
+
+@pytest.mark.parametrize("command, argv, runs", [
+    ("train", ["--seeds", "8"], 8), ("train", [], 1), ("train", ["--resume", "d"], None),
+    ("train", ["--seeds", "x"], None), ("sweep", ["--grid", "lr=1,2,3", "--grid", "gamma=0.9,0.99"], 24),
+    ("sweep", ["--random", "lr=loguniform:1e-4:1e-2", "--samples", "5", "--seeds", "2"], 10),
+    ("sweep", ["--random", "lr=uniform:0:1"], None)])
+def test_the_command_line_reads_its_run_count_before_jax_starts(command, argv, runs):
+    from purejaxpg.__main__ import _runs_in_argv
+
+    assert _runs_in_argv(command, argv) == runs
+
+
 def test_runs_shard_splits_only_even_run_counts_over_several_devices():
     count = len(jax.devices())
     if count == 1:
