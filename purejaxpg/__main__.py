@@ -9,7 +9,8 @@
 Every setting of the run, the algorithm and its hyperparameters is a flag (``--lr 1e-3``,
 ``--num-envs 16``, ``--no-anneal-lr``, ``--hidden 128,128``); ``python -m purejaxpg train --algo
 ppo --help`` lists them with their defaults. Bad input exits with status 2 and a message that
-names the setting.
+names the setting. On a CPU, ``train`` and ``sweep`` present the cores as JAX devices and split
+the runs over them (``--cpu-devices auto``, the default; `purejaxpg.devices`).
 """
 
 from __future__ import annotations
