@@ -2,7 +2,7 @@
 
     python benchmarks/readme_tables.py
 
-Reads ``benchmarks/results/{ppo_cartpole_cores,ppo_cartpole,ppo_cartpole_xla1,throughput_algos,throughput_envs,throughput_seeds,learning}.json``
+Reads ``benchmarks/results/{ppo_cartpole_cores,ppo_cartpole,ppo_cartpole_xla1,throughput_algos,throughput_envs,throughput_seeds,throughput_seeds_cores,learning}.json``
 (whichever exist) and prints one Markdown table per file, so the figures in the README are the
 scripts' own output, not retyped.
 """
@@ -66,13 +66,17 @@ def main() -> None:
                                        ("/ PPO, median", "ratio_to_ppo_median", ".2f"),
                                        ("compile s", "compile_s", ".1f")]))
         print(f"\n({algos['machine']['date']}, `{algos['machine']['command']}`)\n")
-    for mode, header in (("envs", "num_envs"), ("seeds", "num_seeds")):
-        data = _load(f"throughput_{mode}")
+    for name, header in (("throughput_envs", "num_envs"), ("throughput_seeds", "num_seeds"),
+                         ("throughput_seeds_cores", "num_seeds")):
+        data = _load(name)
         if data:
-            print(f"### PPO steps/s as {header} grows (CartPole-v1, 128 steps per env per iteration)\n")
-            print(markdown(data["rows"], [(header, header, "d"), ("env steps/s", "steps_per_second", ",.0f"),
-                                          ("raw env ceiling", "ceiling_steps_per_second", ",.0f"),
-                                          ("compile s", "compile_s", ".1f")]))
+            where = f", {data['cpu_devices']} CPU devices" if data.get("cpu_devices", 1) > 1 else ""
+            print(f"### PPO steps/s as {header} grows (CartPole-v1, 128 steps per env per iteration{where})\n")
+            rows = [{**r, "devices_used": r.get("devices_used", 1)} for r in data["rows"]]
+            print(markdown(rows, [(header, header, "d"), ("devices", "devices_used", "d"),
+                                  ("env steps/s", "steps_per_second", ",.0f"),
+                                  ("raw env ceiling", "ceiling_steps_per_second", ",.0f"),
+                                  ("compile s", "compile_s", ".1f")]))
             print(f"\n({data['machine']['date']}, `{data['machine']['command']}`)\n")
     learning = _load("learning")
     if learning:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Every benchmark behind the README's tables, in the order the README uses them (about 80 minutes
+# Every benchmark behind the README's tables, in the order the README uses them (about 95 minutes
 # on the 2-core machine; run it on an otherwise idle machine, timings are wall-clock).
 set -euo pipefail
 cd "$(dirname "$0")"
 python learning.py --envs CartPole-v1 Pendulum-v1
 python throughput.py algos --iterations 300 --rounds 11
 python throughput.py seeds
+python throughput.py seeds --cpu-devices "$(nproc)" --name throughput_seeds_cores
 python throughput.py envs
 python ppo_cartpole.py --seeds 1 8 --repeats 3 --cpu-devices "$(nproc)" --name ppo_cartpole_cores
 python ppo_cartpole.py --seeds 1 8 --repeats 3 --pendulum

@@ -2,7 +2,7 @@
 
     python benchmarks/throughput.py algos   [--algos ppo trpo ...]   # same envs and batch for all
     python benchmarks/throughput.py envs    [--num-envs 4 16 64 256 1024 4096]
-    python benchmarks/throughput.py seeds   [--seeds 1 2 4 8 16 32 64]
+    python benchmarks/throughput.py seeds   [--seeds 1 2 4 8 16 32 64] [--cpu-devices N --name NAME]
 
 ``algos``: every algorithm on CartPole-v1 with 4 envs x 128 steps (PPO's classic batch) for a
 fixed number of iterations, 1 seed, next to gymnax's raw stepping rate of the same 4 envs. Every
@@ -13,7 +13,9 @@ PPO.
 count grows; each runs twice and the faster call counts (a process's first execution of a
 program also pays one-time set-up: 127k steps/s against 166k and 183k for the next two calls of
 the same 1-seed program). Steps/s excludes compilation, which is reported separately. Writes
-``benchmarks/results/throughput_<mode>.json``. Never asserts a time.
+``benchmarks/results/throughput_<mode>.json`` (or ``<NAME>.json``). ``--cpu-devices N`` starts JAX
+with N CPU devices; seed counts that divide evenly are then split over them, as the command line
+does (`purejaxpg.devices`). Never asserts a time.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
     parser.add_argument("--iterations", type=int, default=100, help="iterations timed per measurement")
     parser.add_argument("--rounds", type=int, default=7, help="algos: interleaved timed rounds per algorithm")
+    parser.add_argument("--cpu-devices", type=int, default=1, help="CPU devices JAX presents (default 1)")
+    parser.add_argument("--name", default=None, help="results file benchmarks/results/<name>.json")
     args = parser.parse_args()
+    _common.use_cpu_devices(args.cpu_devices)
 
     rows = []
     if args.mode == "algos":
@@ -56,12 +61,15 @@ def main() -> None:
         for s in args.seeds:
             row = _common.time_purejaxpg("ppo", "CartPole-v1", batch, s, repeats=2)
             rows.append(row)
-            print(f"seeds {s:>3}: {row['steps_per_second']:>12,.0f} steps/s, compile {row['compile_s']:.1f} s", flush=True)
+            print(f"seeds {s:>3} on {row['devices_used']} device(s): {row['steps_per_second']:>12,.0f} steps/s, "
+                  f"compile {row['compile_s']:.1f} s", flush=True)
     print(_common.table(rows, [("algo", "algo", ""), ("envs", "num_envs", "d"), ("seeds", "num_seeds", "d"),
+                               ("devices", "devices_used", "d"),
                                ("steps/s", "steps_per_second", ",.0f"), ("median", "steps_per_second_median", ",.0f"),
                                ("/ppo best", "ratio_to_ppo_best", ".2f"), ("/ppo median", "ratio_to_ppo_median", ".2f"),
                                ("ceiling", "ceiling_steps_per_second", ",.0f"), ("compile s", "compile_s", ".1f")]))
-    print("wrote", _common.write_json(f"throughput_{args.mode}", {"rows": rows}))
+    print("wrote", _common.write_json(args.name or f"throughput_{args.mode}", {"cpu_devices": args.cpu_devices,
+                                                                             "rows": rows}))
 
 
 def interleaved_algos(names: list[str], iterations: int, rounds: int) -> list[dict]:
