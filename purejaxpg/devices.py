@@ -40,7 +40,8 @@ def use_cpu_cores(num_devices: int | None = None, *, strict: bool = True) -> int
     """Make JAX present ``num_devices`` CPU devices (default: one per usable core).
 
     Call it right after ``import jax``, before any JAX computation. An explicit
-    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` wins and is left as it is. On a
+    ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` wins and is left as it is, and so does
+    ``JAX_NUM_CPU_DEVICES=N`` when ``num_devices`` is None. On a
     machine with an accelerator the default backend stays the accelerator; only the CPU
     client's device count changes.
 
@@ -57,6 +58,8 @@ def use_cpu_cores(num_devices: int | None = None, *, strict: bool = True) -> int
     forced = forced_host_device_count()
     if forced is not None:
         return forced
+    if num_devices is None and os.environ.get("JAX_NUM_CPU_DEVICES", "").strip():
+        return len(jax.devices("cpu"))  # JAX read it when it was imported
     count = usable_cores() if num_devices is None else int(num_devices)
     if count < 1:
         raise ConfigError(f"cpu_devices={count}: give at least 1 CPU device (or 'auto', one per core).")

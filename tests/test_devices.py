@@ -86,6 +86,13 @@ def test_in_process_calls_leave_the_callers_devices_alone(tmp_path):
     assert "devices 1" in proc.stdout
 
 
+def test_jax_num_cpu_devices_in_the_environment_wins_over_auto(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc, _ = _cli(["--seeds", "4"], tmp_path, "env", env={**env, "JAX_NUM_CPU_DEVICES": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "split" not in proc.stdout.splitlines()[0]  # auto would have split 4 seeds on 2+ cores
+
+
 def test_forced_host_device_count_wins(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_foo=1 --xla_force_host_platform_device_count=3")
     assert devices.forced_host_device_count() == 3
