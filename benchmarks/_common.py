@@ -117,11 +117,12 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     algo, config, hparams = experiment.build(algo_name, env_id, overrides)
     trainer = train.make_train(algo, config, hparams)
     keys = train.seed_keys(seed, num_seeds)
+    shard = devices.runs_shard(num_seeds)
     best, compile_seconds, out = None, None, None
     cpu_seconds, run_seconds = 0.0, 0.0
     for i in range(repeats):
         cpu0 = time.process_time()
-        out = train.run_chunked(trainer, keys, hparams, shard=devices.runs_shard(num_seeds))
+        out = train.run_chunked(trainer, keys, hparams, shard=shard)
         if i > 0:  # the first call compiles
             cpu_seconds, run_seconds = cpu_seconds + time.process_time() - cpu0, run_seconds + out.run_seconds
         compile_seconds = out.compile_seconds if compile_seconds is None else compile_seconds
@@ -130,7 +131,7 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     steps = num_seeds * config.num_iterations * config.batch_size
     return {
         "library": "purejaxpg", "algo": algo_name, "env_id": env_id, "num_seeds": num_seeds,
-        "devices_used": len(jax.devices()) if devices.runs_shard(num_seeds) == "runs" else 1,
+        "devices_used": len(jax.devices()) if shard == "runs" else 1,
         "timesteps_per_seed": config.num_iterations * config.batch_size,
         "num_envs": config.num_envs, "num_steps": config.num_steps,
         "compile_s": compile_seconds, "train_s": best, "steps_per_second": steps / best,

@@ -114,12 +114,14 @@ class GymnaxV0StepAdapter:
 
 
 def split_seeds_over_devices(keys: jax.Array) -> jax.Array:
-    """``keys [S]`` placed with their seed axis split over ``jax.devices()`` when S divides evenly
-    (jit then runs each device's seeds on it, concurrently); unchanged otherwise or on one device."""
-    devices = jax.devices()
-    if len(devices) == 1 or keys.shape[0] % len(devices):
+    """``keys [S]`` placed with their seed axis split over ``jax.devices()`` when purejaxpg would
+    split S runs (`purejaxpg.devices.runs_shard`; jit then runs each device's seeds on it,
+    concurrently); unchanged otherwise."""
+    from purejaxpg import devices
+
+    if devices.runs_shard(keys.shape[0]) != "runs":
         return keys
-    mesh = jax.sharding.Mesh(np.asarray(devices), ("seeds",))
+    mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("seeds",))
     return jax.device_put(keys, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("seeds")))
 
 
@@ -240,6 +242,7 @@ def raw_env_steps_per_second(
         "num_envs": num_envs,
         "num_steps": num_steps,
         "num_seeds": num_seeds,
+        "devices_used": len(keys.sharding.device_set),
         "total_steps": total,
         "first_call_s": first,
         "compile_s": first - best,
@@ -467,6 +470,7 @@ def rejax_ppo(
         "gymnax_version": importlib.metadata.version("gymnax"),
         "env_id": env_id,
         "num_seeds": num_seeds,
+        "devices_used": len(keys.sharding.device_set),
         "total_timesteps": total_timesteps,
         "timesteps_per_seed": timesteps_per_seed,
         "num_iterations": num_iterations,

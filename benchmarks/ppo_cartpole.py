@@ -67,7 +67,7 @@ def main() -> None:
               f"worst {ours['final_return_worst']:.1f}", flush=True)
         if not args.no_rejax:
             # as rejax ships (one device); with several devices, also with its seeds split over them
-            for split in ([False, True] if args.cpu_devices > 1 and num_seeds % args.cpu_devices == 0 else [False]):
+            for split in ([False, True] if ours["devices_used"] > 1 else [False]):
                 try:
                     theirs = peers.rejax_ppo(
                         "CartPole-v1", num_seeds=num_seeds, total_timesteps=CLASSIC["total_timesteps"],
@@ -78,20 +78,17 @@ def main() -> None:
                 except ImportError:
                     print("rejax not installed: pip install '.[bench]'")
                     break
-                used = args.cpu_devices if split else 1
                 theirs.update(library="rejax" + (", seeds split by the benchmark" if split else ""),
                               compile_s=theirs.get("lower_compile_s", theirs.get("compile_s")),
-                              final_return_worst=min(theirs["final_return"]), devices_used=used)
+                              final_return_worst=min(theirs["final_return"]))
                 theirs["ratio_purejaxpg_over_rejax"] = ours["steps_per_second"] / theirs["steps_per_second"]
                 rows.append(theirs)
-                print(f"{theirs['library']}, {num_seeds} seed(s) on {used} device(s): "
+                print(f"{theirs['library']}, {num_seeds} seed(s) on {theirs['devices_used']} device(s): "
                       f"{theirs['steps_per_second']:,.0f} steps/s "
                       f"(purejaxpg/rejax = {theirs['ratio_purejaxpg_over_rejax']:.2f}x)", flush=True)
         ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=4, num_steps=250_000, num_seeds=num_seeds,
                                                  split_seeds=args.cpu_devices > 1)
-        ceiling.update(library="gymnax (random actions)", algo="ceiling",
-                       devices_used=args.cpu_devices if args.cpu_devices > 1 and num_seeds % args.cpu_devices == 0
-                       else 1)
+        ceiling.update(library="gymnax (random actions)", algo="ceiling")
         rows.append(ceiling)
         print(f"raw env ceiling, {num_seeds} seed(s) x 4 envs: {ceiling['steps_per_second']:,.0f} steps/s", flush=True)
     if args.pendulum:

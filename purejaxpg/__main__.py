@@ -117,10 +117,8 @@ def _use_cpu_devices(command: str, argv: list[str], from_command_line: bool) -> 
     pre.add_argument("--cpu-devices", default="auto")
     value = pre.parse_known_args(argv)[0].cpu_devices
     if value == "auto":  # in a process where JAX already runs, its devices stay
-        if from_command_line and not os.environ.get("JAX_NUM_CPU_DEVICES", "").strip():  # the user's count wins
-            runs = _runs_in_argv(command, argv)
-            devices.use_cpu_cores(devices.usable_cores() if runs is None else devices.devices_for_runs(runs),
-                                  strict=False)
+        if from_command_line:  # JAX_NUM_CPU_DEVICES / XLA_FLAGS in the environment win (use_cpu_cores)
+            devices.use_cpu_cores(num_runs=_runs_in_argv(command, argv), strict=False)
         return None
     try:
         count = int(value)

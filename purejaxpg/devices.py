@@ -7,7 +7,9 @@ vmapped PPO seeds on the 2-core benchmark machine ran no faster with two pool th
 one (``benchmarks/ppo_cartpole.py --xla-cpu-threads``). JAX can instead present the cores as
 several CPU devices (``jax_num_cpu_devices``); ``train.run_chunked(..., shard="runs")`` then
 gives each device its own share of the runs, the shares run at the same time on different
-cores, and every run computes exactly what it computes on one device (``tests/test_sharding.py``).
+cores, and every run has the episodes it has on one device; its float diagnostics may differ in
+the last bits, because a smaller vmapped batch of runs can round a mean differently
+(``tests/test_devices.py``).
 
 The device count is fixed when JAX starts its backends, so :func:`use_cpu_cores` must run before
 the first JAX computation of the process. The command line calls it for you
@@ -36,8 +38,9 @@ def forced_host_device_count() -> int | None:
     return int(match.group(1)) if match else None
 
 
-def use_cpu_cores(num_devices: int | None = None, *, strict: bool = True) -> int:
-    """Make JAX present ``num_devices`` CPU devices (default: one per usable core).
+def use_cpu_cores(num_devices: int | None = None, *, num_runs: int | None = None, strict: bool = True) -> int:
+    """Make JAX present ``num_devices`` CPU devices (default: one per usable core, or as many as
+    ``num_runs`` runs split evenly over, :func:`devices_for_runs`).
 
     Call it right after ``import jax``, before any JAX computation. An explicit
     ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` wins and is left as it is, and so does
@@ -46,7 +49,8 @@ def use_cpu_cores(num_devices: int | None = None, *, strict: bool = True) -> int
     client's device count changes.
 
     Args:
-      num_devices: how many CPU devices; None for one per usable core (:func:`usable_cores`).
+      num_devices: how many CPU devices; None for the default above.
+      num_runs: with ``num_devices`` None, the number of runs to place (None: one device per core).
       strict: when JAX has already started, raise (True) or keep its current devices (False).
     Returns:
       the number of CPU devices JAX will use.
@@ -60,7 +64,10 @@ def use_cpu_cores(num_devices: int | None = None, *, strict: bool = True) -> int
         return forced
     if num_devices is None and os.environ.get("JAX_NUM_CPU_DEVICES", "").strip():
         return len(jax.devices("cpu"))  # JAX read it when it was imported
-    count = usable_cores() if num_devices is None else int(num_devices)
+    if num_devices is not None:
+        count = int(num_devices)
+    else:
+        count = usable_cores() if num_runs is None else devices_for_runs(num_runs)
     if count < 1:
         raise ConfigError(f"cpu_devices={count}: give at least 1 CPU device (or 'auto', one per core).")
     try:
@@ -92,7 +99,7 @@ def devices_for_runs(num_runs: int, cores: int | None = None) -> int:
 def runs_shard(num_runs: int) -> str:
     """``"runs"`` when ``num_runs`` splits evenly over ``jax.devices()`` (and there are several),
     else ``"none"``: the ``shard`` argument of ``train.run_chunked`` that spreads whole runs over
-    devices and never splits one run (so each run's numbers are those of one device)."""
+    devices and never splits one run over several."""
     import jax
 
     count = len(jax.devices())
