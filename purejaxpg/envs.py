@@ -21,6 +21,7 @@ from flax import struct
 from gymnax.environments import spaces
 from gymnax.environments.environment import Environment
 
+from purejaxpg import chunking
 from purejaxpg.config import ConfigError
 
 
@@ -276,20 +277,27 @@ def can_presample_resets(env) -> bool:
     return isinstance(env, Environment) and type(env).step is Environment.step
 
 
-def presample_resets(env, env_params, keys: jax.Array) -> PresampledResets:
+def presample_resets(env, env_params, keys: jax.Array, max_rows: chunking.MaxRows = "auto") -> PresampledResets:
     """Split ``keys`` (any batch shape) as gymnax's ``step`` does and compute every reset.
 
     Args:
       keys: ``[..., N]`` the keys ``env.step`` would be given.
+      max_rows: at most this many keys per vectorised call (`purejaxpg.chunking.map_rows`; the
+        numbers do not depend on it).
     Returns:
       `PresampledResets` with leaves of batch shape ``keys``' batch shape.
     """
     batch_shape = keys.shape[:_key_batch_ndim(keys)]
     flat = keys.reshape((-1,) + keys.shape[len(batch_shape):])
-    pairs = jax.vmap(jax.random.split)(flat)
-    obs, state = jax.vmap(env.reset_env, in_axes=(0, None))(pairs[:, 1], env_params)
+
+    def split_and_reset(keys):
+        pairs = jax.vmap(jax.random.split)(keys)
+        obs, state = jax.vmap(env.reset_env, in_axes=(0, None))(pairs[:, 1], env_params)
+        return pairs[:, 0], obs, state
+
+    step_key, obs, state = chunking.map_rows(split_and_reset, flat, max_rows)
     unflat = lambda x: x.reshape(batch_shape + x.shape[1:])  # noqa: E731
-    return PresampledResets(unflat(pairs[:, 0]), unflat(obs), jax.tree.map(unflat, state))
+    return PresampledResets(unflat(step_key), unflat(obs), jax.tree.map(unflat, state))
 
 
 def _step_with_resets(env, env_params, states, action, resets: PresampledResets):

@@ -15,7 +15,7 @@ import optax
 from flax import struct
 from jax.flatten_util import ravel_pytree
 
-from purejaxpg import envs, networks, returns, shuffle
+from purejaxpg import chunking, envs, networks, returns, shuffle
 from purejaxpg.config import ConfigError
 from purejaxpg.rollout import Transition
 
@@ -128,10 +128,15 @@ class SamplesActions:
         return sample_action_from_noise(self.policy_state(learner_state), obs, noise)
 
 
-def values_and_next_values(state: ActorCriticState, batch: Transition, params: dict | None = None):
-    """V(obs) and V(true next obs), ``[T, N]`` each, in one batched critic call."""
-    both = state.value(jnp.stack([batch.obs, batch.next_obs]), params)
-    return both[0], both[1]
+def values_and_next_values(state: ActorCriticState, batch: Transition, params: dict | None = None,
+                           max_rows: chunking.MaxRows = "auto"):
+    """V(obs) and V(true next obs), ``[T, N]`` each: the critic over the ``2 T N`` stacked
+    observations, at most ``max_rows`` rows per call (`purejaxpg.chunking.map_rows`)."""
+    both = jnp.stack([batch.obs, batch.next_obs])
+    rows = both.reshape((-1,) + both.shape[3:])
+    values = chunking.map_rows(lambda obs: state.value(obs, params), rows, max_rows)
+    values = values.reshape(both.shape[:3])
+    return values[0], values[1]
 
 
 def gae_targets(state: ActorCriticState, batch: Transition, gamma, lam):
