@@ -4,8 +4,9 @@ A whole-batch computation outside the per-step loops (the critic over all ``T x 
 and final observations, the ``T x N`` presampled resets) compiles to a few large kernels. On the
 CPU, XLA splits a large kernel over its intra-op thread pool and hands the rest of the program on
 to whichever thread finished last. For a single run of PPO at the classic config (4 envs x 128
-steps) those hand-offs cost more than the kernels: the worker threads sleep and wake several times
-per iteration, and the run was ~15% slower with the default two-thread pool than with one thread.
+steps) those hand-offs cost more than the kernels: the run moved between the threads several times
+per iteration, spent 1.15-1.36 CPU seconds per wall second and was slower than on a one-thread pool
+(README, Results).
 Computing the same rows in chunks of at most :data:`CPU_MAX_ROWS` keeps every kernel small enough
 to run inline on one thread; the numbers do not change (each row is computed by the same
 arithmetic; tests check it), only where they are computed. On GPU and TPU the default is no

@@ -253,13 +253,14 @@ def _key_batch_ndim(key: jax.Array) -> int:
 
 @struct.dataclass
 class PresampledResets:
-    """What gymnax's auto-reset draws at each step, drawn for a whole rollout in one batched call.
+    """What gymnax's auto-reset draws at each step, drawn for a whole rollout before it.
 
     gymnax's ``Environment.step(key, ...)`` splits ``key`` into ``(key_step, key_reset)``, steps
     with ``key_step`` and computes ``reset_env(key_reset)`` at every step, keeping it where the
     episode ended. None of that depends on the action, so `presample_resets` does it for all
-    ``[T, N]`` keys before the rollout's ``lax.scan`` (one vectorised kernel instead of T small ones
-    inside the sequential loop) and `step` then only selects. The keys and so every number are the
+    ``[T, N]`` keys before the rollout's ``lax.scan`` (vectorised calls over many keys,
+    `purejaxpg.chunking`, instead of T small ones inside the sequential loop) and `step` then only
+    selects. The keys and so every number are the
     same as stepping with ``env.step``.
 
     Attributes:

@@ -65,7 +65,7 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
 
     What gymnax's auto-reset draws at every step (a key split and ``reset_env``) does not depend
     on the policy, so for envs that use gymnax's own ``step`` it is computed for all T steps
-    before the loop, in one vectorised call (`purejaxpg.envs.presample_resets`), and the loop
+    before the loop, in vectorised calls (`purejaxpg.envs.presample_resets`), and the loop
     only selects; same keys, same resets, T x N reset states held in memory.
 
     Args:
