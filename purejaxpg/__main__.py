@@ -77,6 +77,17 @@ CPU_DEVICES_HELP = ("CPU devices JAX presents: 'auto' (default) as many as the r
                     "Has effect only before JAX starts, i.e. from the command line")
 
 
+def _add_cpu_devices_flag(parser: argparse.ArgumentParser) -> None:
+    """``--cpu-devices``, applied by `_use_cpu_devices` before the command runs; declared on each
+    command's parser so that its --help lists it and its parsing accepts it."""
+    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
+
+
+def _grid_values(values: str) -> list[str]:
+    """The values of a ``--grid NAME=V1,V2,...`` assignment: its comma-separated non-blank parts."""
+    return [v for v in values.split(",") if v.strip()]
+
+
 def _runs_in_argv(command: str, argv: list[str]) -> int | None:
     """The number of runs a ``train`` or ``sweep`` command line asks for, read before JAX starts
     (None when it cannot tell: a resumed run, a malformed flag; the real parser reports those)."""
@@ -95,7 +106,7 @@ def _runs_in_argv(command: str, argv: list[str]) -> int | None:
     if command == "train":
         return args.seeds
     if args.grid:
-        configs = int(np.prod([len([v for v in g.partition("=")[2].split(",") if v.strip()]) for g in args.grid]))
+        configs = int(np.prod([len(_grid_values(g.partition("=")[2])) for g in args.grid]))
     else:
         configs = args.samples or 0
     return configs * args.seeds if configs > 0 else None
@@ -132,7 +143,8 @@ def _use_cpu_devices(command: str, argv: list[str], from_command_line: bool) -> 
 
 
 def _devices_note(num_runs: int) -> tuple[str, str]:
-    """How the runs are placed, for the progress header; and the ``shard`` that does it."""
+    """``(shard, note)``: the ``shard`` of ``run_chunked`` that places the runs, and how they are
+    placed, for the progress header."""
     import jax
 
     from purejaxpg import devices
@@ -201,7 +213,7 @@ def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
                         help="continue the run saved in DIR (its settings and newest checkpoint); writes into DIR")
     parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N",
                         help="stop after N chunks of this call, once checkpointed (for tests and jobs of limited wall time)")
-    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
+    _add_cpu_devices_flag(parser)
     if algo_cls is not None:
         _add_setting_flags(parser, algo_cls)
     return parser
@@ -328,7 +340,7 @@ def _resume(argv: list[str]) -> int:
     parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K")
     parser.add_argument("--keep-checkpoints", type=int, default=None, metavar="N")
     parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N")
-    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
+    _add_cpu_devices_flag(parser)
     args, extra = parser.parse_known_args(argv)
     if extra:
         return _error(f"--resume continues the run with the settings saved in {args.resume}; "
@@ -402,7 +414,7 @@ def cmd_sweep(argv: list[str]) -> int:
     parser.add_argument("--no-presets", action="store_true", help="ignore the per-environment presets")
     parser.add_argument("--plot-x", default=None, metavar="NAME", help="x axis of sweep.png (default: first swept name)")
     parser.add_argument("--plot-lines", default=None, metavar="NAME", help="one line per value of NAME (grid only)")
-    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
+    _add_cpu_devices_flag(parser)
     _add_setting_flags(parser, algo_cls)
     args = parser.parse_args(argv)
     if args.seeds < 1:
@@ -423,7 +435,7 @@ def cmd_sweep(argv: list[str]) -> int:
                 if name in grid:
                     raise ConfigError(f"--grid {name}=... is given twice; list all its values in one --grid")
                 try:
-                    grid[name] = [float(v) for v in values.split(",") if v.strip()]
+                    grid[name] = [float(v) for v in _grid_values(values)]
                 except ValueError:
                     raise ConfigError(f"--grid {text!r}: the values of {name} must be numbers") from None
             sweep.check_dynamic(algo_name, list(grid))
