@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -101,14 +103,69 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
-def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_seeds: int, seed: int = 0,
-                   repeats: int = 1) -> dict[str, Any]:
-    """Train ``num_seeds`` vmapped seeds of an algorithm; compile time, steady steps/s, final returns.
+@dataclasses.dataclass
+class Timed:
+    """One compiled training call, compiled and run once already, ready to be timed.
 
-    The run is one compiled call (no chunks); with ``repeats > 1`` the same compiled executable
-    runs again, the best wall time counts, and ``cpu_per_wall`` is the process's CPU seconds per
-    wall second over the calls after the first. With several devices the seeds are split over
-    them when they divide evenly, as the command line does (`purejaxpg.devices.runs_shard`).
+    Attributes:
+      name: label of the row it becomes.
+      call: ``call() -> wall seconds`` of one more run of the compiled call (it blocks until done).
+      steps: env steps one call takes (all seeds).
+      compile_s: compile time (plus, where a library gives no split, its first run's overhead).
+      report: ``report() -> dict`` of what the last call learned (final returns and the like).
+      first_s: wall time of the first run, after compiling (``nan`` where it is not known).
+    """
+
+    name: str
+    call: Callable[[], float]
+    steps: int
+    compile_s: float
+    report: Callable[[], dict[str, Any]]
+    first_s: float = float("nan")
+
+
+def interleave(timed: list[Timed], rounds: int) -> dict[str, dict[str, np.ndarray]]:
+    """Run every call in turn, ``rounds`` times, so that all share the machine's noise.
+
+    Returns ``{name: {"seconds": [rounds], "cpu_seconds": [rounds]}}``: each call's wall time and
+    the process's CPU time (user + system) during it.
+    """
+    out = {t.name: {"seconds": [], "cpu_seconds": []} for t in timed}
+    for _ in range(rounds):
+        for t in timed:
+            cpu0 = time.process_time()
+            out[t.name]["seconds"].append(t.call())
+            out[t.name]["cpu_seconds"].append(time.process_time() - cpu0)
+    return {name: {k: np.asarray(v) for k, v in d.items()} for name, d in out.items()}
+
+
+def timing_fields(timed: Timed, measured: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Row fields of one `Timed` from its `interleave` times: best and median steps/s, CPU use."""
+    seconds = measured["seconds"]
+    return {
+        "train_s": float(seconds.min()), "train_times_s": seconds.tolist(), "rounds": len(seconds),
+        "steps_per_second": timed.steps / float(seconds.min()),
+        "steps_per_second_median": timed.steps / float(np.median(seconds)),
+        # CPU seconds of the process per wall second over the timed calls (1.0: one busy core)
+        "cpu_per_wall": float(measured["cpu_seconds"].sum() / seconds.sum()),
+        "compile_s": timed.compile_s,
+    }
+
+
+def round_ratios(numerator: np.ndarray, denominator: np.ndarray) -> dict[str, float]:
+    """Per-round ratios of two interleaved series of wall times (``numerator[i] / denominator[i]``,
+    e.g. the peer's time over ours: how many times faster we ran in round i): median, min, max."""
+    r = np.asarray(numerator) / np.asarray(denominator)
+    return {"median": float(np.median(r)), "min": float(r.min()), "max": float(r.max())}
+
+
+def prepare_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_seeds: int, seed: int = 0,
+                      name: str = "purejaxpg") -> Timed:
+    """Build and compile ``num_seeds`` vmapped seeds of an algorithm and run them once: a `Timed`.
+
+    The call is `purejaxpg.train.run_chunked` in one chunk (its ``run_seconds`` are the wall
+    time, compilation excluded). With several devices the seeds are split over them when they
+    divide evenly, as the command line does (`purejaxpg.devices.runs_shard`).
     """
     import jax
 
@@ -118,29 +175,43 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     trainer = train.make_train(algo, config, hparams)
     keys = train.seed_keys(seed, num_seeds)
     shard = devices.runs_shard(num_seeds)
-    best, compile_seconds, out = None, None, None
-    cpu_seconds, run_seconds = 0.0, 0.0
-    for i in range(repeats):
-        cpu0 = time.process_time()
-        out = train.run_chunked(trainer, keys, hparams, shard=shard)
-        if i > 0:  # the first call compiles
-            cpu_seconds, run_seconds = cpu_seconds + time.process_time() - cpu0, run_seconds + out.run_seconds
-        compile_seconds = out.compile_seconds if compile_seconds is None else compile_seconds
-        best = out.run_seconds if best is None else min(best, out.run_seconds)
-    finals = results.final_returns(out.metrics)
+    last = [train.run_chunked(trainer, keys, hparams, shard=shard)]
+
+    def call() -> float:
+        last[0] = train.run_chunked(trainer, keys, hparams, shard=shard)
+        return last[0].run_seconds
+
+    def report() -> dict[str, Any]:
+        finals = results.final_returns(last[0].metrics)
+        return {
+            "library": "purejaxpg", "algo": algo_name, "env_id": env_id, "num_seeds": num_seeds,
+            "devices_used": len(jax.devices()) if shard == "runs" else 1,
+            "timesteps_per_seed": config.num_iterations * config.batch_size,
+            "num_envs": config.num_envs, "num_steps": config.num_steps,
+            "final_return": [float(x) for x in finals],
+            "final_return_mean": float(np.nanmean(finals)), "final_return_worst": float(np.nanmin(finals)),
+            "final_return_definition": "mean return of the episodes that ended in the last 10% of iterations",
+        }
+
     steps = num_seeds * config.num_iterations * config.batch_size
-    return {
-        "library": "purejaxpg", "algo": algo_name, "env_id": env_id, "num_seeds": num_seeds,
-        "devices_used": len(jax.devices()) if shard == "runs" else 1,
-        "timesteps_per_seed": config.num_iterations * config.batch_size,
-        "num_envs": config.num_envs, "num_steps": config.num_steps,
-        "compile_s": compile_seconds, "train_s": best, "steps_per_second": steps / best,
-        # CPU seconds of the process per wall second over the calls after the first (1.0: one busy core)
-        "cpu_per_wall": cpu_seconds / run_seconds if run_seconds else None,
-        "final_return": [float(x) for x in finals],
-        "final_return_mean": float(np.nanmean(finals)), "final_return_worst": float(np.nanmin(finals)),
-        "final_return_definition": "mean return of the episodes that ended in the last 10% of iterations",
-    }
+    return Timed(name, call, steps, last[0].compile_seconds, report, last[0].run_seconds)
+
+
+def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_seeds: int, seed: int = 0,
+                   repeats: int = 1) -> dict[str, Any]:
+    """Train ``num_seeds`` vmapped seeds of an algorithm; compile time, steady steps/s, final returns.
+
+    ``repeats`` runs in all: `prepare_purejaxpg`'s first (its time excludes compiling) and
+    ``repeats - 1`` more of the compiled call. ``steps_per_second`` is from the best of them,
+    ``steps_per_second_median`` from the median, ``cpu_per_wall`` the process's CPU seconds per
+    wall second over the runs after the first (None with one run).
+    """
+    timed = prepare_purejaxpg(algo_name, env_id, overrides, num_seeds, seed)
+    measured = interleave([timed], repeats - 1)[timed.name] if repeats > 1 else None
+    seconds = np.concatenate([[timed.first_s], measured["seconds"] if measured else []])
+    row = {**timed.report(), **timing_fields(timed, {"seconds": seconds, "cpu_seconds": np.zeros_like(seconds)})}
+    row["cpu_per_wall"] = float(measured["cpu_seconds"].sum() / measured["seconds"].sum()) if measured else None
+    return row
 
 
 def interleaved_run_seconds(variants: list[tuple[str, Any, Any, Any]], rounds: int
@@ -155,15 +226,14 @@ def interleaved_run_seconds(variants: list[tuple[str, Any, Any, Any]], rounds: i
     """
     from purejaxpg import train
 
-    compile_seconds = {}
+    timed = []
     for name, trainer, keys, hparams in variants:
-        compile_seconds[name] = train.run_chunked(trainer, keys, hparams).compile_seconds
-        print(f"compiled {name} ({compile_seconds[name]:.1f} s)", flush=True)
-    seconds = {name: [] for name, *_ in variants}
-    for _ in range(rounds):
-        for name, trainer, keys, hparams in variants:
-            seconds[name].append(train.run_chunked(trainer, keys, hparams).run_seconds)
-    return compile_seconds, {name: np.asarray(t) for name, t in seconds.items()}
+        compile_seconds = train.run_chunked(trainer, keys, hparams).compile_seconds
+        print(f"compiled {name} ({compile_seconds:.1f} s)", flush=True)
+        call = (lambda tr=trainer, k=keys, h=hparams: train.run_chunked(tr, k, h).run_seconds)
+        timed.append(Timed(name, call, 0, compile_seconds, dict))
+    measured = interleave(timed, rounds)
+    return {t.name: t.compile_s for t in timed}, {t.name: measured[t.name]["seconds"] for t in timed}
 
 
 def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:

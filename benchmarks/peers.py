@@ -32,10 +32,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _common import Timed
 
 __all__ = [
     "GymnaxV0StepAdapter",
     "make_adapted_env",
+    "prepare_rejax_ppo",
     "raw_env_steps_per_second",
     "rejax_ppo",
 ]
@@ -294,7 +296,7 @@ def _lr_schedule(learning_rate: float, num_iterations: int, updates_per_iter: in
     return schedule
 
 
-def rejax_ppo(
+def prepare_rejax_ppo(
     env_id: str,
     *,
     num_seeds: int,
@@ -316,10 +318,10 @@ def rejax_ppo(
     normalize_observations: bool = False,
     seed: int = 0,
     num_eval_episodes: int = 16,
-    repeats: int = 1,
     split_seeds: bool = False,
-) -> dict:
-    """Train rejax's PPO on ``env_id`` for ``num_seeds`` seeds and time it.
+    name: str = "rejax",
+) -> Timed:
+    """Compile rejax's PPO on ``env_id`` for ``num_seeds`` seeds and run it once: a `_common.Timed`.
 
     With ``split_seeds`` the seed axis is split over ``jax.devices()`` (rejax has no option for
     it; `split_seeds_over_devices` places the keys and jit follows), as purejaxpg does with
@@ -327,12 +329,10 @@ def rejax_ppo(
 
     rejax's PPO is used unchanged, on the gymnax 1.x environment seen through
     :class:`GymnaxV0StepAdapter`.  ``jax.jit(jax.vmap(algo.train))`` runs all
-    seeds at once, always on the same keys.  The first call includes
-    compilation; then ``repeats`` (default 1) steady calls are timed and the
-    best is kept.  ``compile_s = first_call_s - train_s`` (not clamped: a
-    negative value means the machine was busier during the steady run);
-    ``lower_compile_s`` is the directly measured ``lower().compile()`` part of
-    the first call.
+    seeds at once, always on the same keys.  The first call is
+    ``lower().compile()`` (``compile_s`` of the `Timed`, ``lower_compile_s``
+    of the report) and one execution (``first_call_s`` includes both); each
+    ``call()`` of the `Timed` runs the compiled call once more.
 
     Evaluation: rejax's ``train`` normally evaluates the policy every
     ``eval_freq`` steps (128 full episodes each time, plus one before
@@ -350,13 +350,11 @@ def rejax_ppo(
     ``num_envs * num_steps`` (what purejaxrl-style PPO does); rejax itself
     would round up.  ``steps_per_second`` uses the steps actually taken.
 
-    Returns a dict with keys ``library, version, env_id, num_seeds,
-    gymnax_version, total_timesteps, timesteps_per_seed, num_iterations,
-    first_call_s, train_s, train_times_s, compile_s, lower_compile_s,
-    steps_per_second, cpu_per_wall (CPU seconds of the process per wall
-    second over the timed calls: 1.0 is one busy core), final_return (list,
-    per seed), final_return_mean,
-    final_return_std, evaluation, config, notes``.
+    Its ``report()`` evaluates the last call's policies and returns a dict
+    with keys ``library, version, gymnax_version, env_id, num_seeds,
+    devices_used, total_timesteps, timesteps_per_seed, num_iterations,
+    first_call_s, lower_compile_s, final_return (list, per seed),
+    final_return_mean, final_return_std, evaluation, config, notes``.
     """
     import importlib.metadata
 
@@ -429,17 +427,13 @@ def rejax_ppo(
     t0 = time.perf_counter()
     compiled = train.lower(keys).compile()
     lower_compile = time.perf_counter() - t0
-    jax.block_until_ready(compiled(keys))
+    last = [jax.block_until_ready(compiled(keys))]
     first = time.perf_counter() - t0
 
-    times = []
-    cpu0 = time.process_time()
-    for _ in range(max(1, repeats)):
+    def call() -> float:
         t0 = time.perf_counter()
-        ts, _ = jax.block_until_ready(compiled(keys))
-        times.append(time.perf_counter() - t0)
-    cpu_per_wall = (time.process_time() - cpu0) / sum(times)
-    steady = min(times)
+        last[0] = jax.block_until_ready(compiled(keys))
+        return time.perf_counter() - t0
 
     # Final-policy evaluation, outside the timed region.  ``algo.env`` is the
     # env rejax actually trained on (it may wrap ours in FloatObsWrapper when
@@ -453,45 +447,60 @@ def rejax_ppo(
         )
         return returns.mean()
 
-    eval_keys = jax.random.split(jax.random.PRNGKey(seed + 1), num_seeds)
-    final = np.asarray(jax.jit(jax.vmap(eval_one))(ts, eval_keys))
+    def report() -> dict:
+        eval_keys = jax.random.split(jax.random.PRNGKey(seed + 1), num_seeds)
+        final = np.asarray(jax.jit(jax.vmap(eval_one))(last[0][0], eval_keys))
+        config = {
+            k: v for k, v in rejax_config.items() if k not in ("env", "env_params")
+        }
+        config["learning_rate"] = (
+            f"linear schedule {learning_rate} -> 0" if anneal_lr else learning_rate
+        )
+        config["eval_callback"] = "no-op"
+        return {
+            "library": "rejax",
+            "version": importlib.metadata.version("rejax"),
+            "gymnax_version": importlib.metadata.version("gymnax"),
+            "env_id": env_id,
+            "num_seeds": num_seeds,
+            "devices_used": len(keys.sharding.device_set),
+            "total_timesteps": total_timesteps,
+            "timesteps_per_seed": timesteps_per_seed,
+            "num_iterations": num_iterations,
+            "first_call_s": first,
+            "lower_compile_s": lower_compile,
+            "final_return": final.tolist(),
+            "final_return_mean": float(final.mean()),
+            "final_return_std": float(final.std()),
+            "evaluation": (
+                f"rejax.evaluate.evaluate on the final policy (stochastic, sampled "
+                f"actions): mean undiscounted return over {num_eval_episodes} "
+                f"episodes per seed, capped at {max_steps} steps; not timed"
+            ),
+            "config": config,
+            "notes": notes,
+        }
 
-    config = {
-        k: v for k, v in rejax_config.items() if k not in ("env", "env_params")
-    }
-    config["learning_rate"] = (
-        f"linear schedule {learning_rate} -> 0" if anneal_lr else learning_rate
-    )
-    config["eval_callback"] = "no-op"
+    return Timed(name, call, num_seeds * timesteps_per_seed, lower_compile, report, first - lower_compile)
 
-    return {
-        "library": "rejax",
-        "version": importlib.metadata.version("rejax"),
-        "gymnax_version": importlib.metadata.version("gymnax"),
-        "env_id": env_id,
-        "num_seeds": num_seeds,
-        "devices_used": len(keys.sharding.device_set),
-        "total_timesteps": total_timesteps,
-        "timesteps_per_seed": timesteps_per_seed,
-        "num_iterations": num_iterations,
-        "first_call_s": first,
-        "train_s": steady,
-        "train_times_s": times,
-        "compile_s": first - steady,
-        "lower_compile_s": lower_compile,
-        "steps_per_second": num_seeds * timesteps_per_seed / steady,
-        "cpu_per_wall": cpu_per_wall,
-        "final_return": final.tolist(),
-        "final_return_mean": float(final.mean()),
-        "final_return_std": float(final.std()),
-        "evaluation": (
-            f"rejax.evaluate.evaluate on the final policy (stochastic, sampled "
-            f"actions): mean undiscounted return over {num_eval_episodes} "
-            f"episodes per seed, capped at {max_steps} steps; not timed"
-        ),
-        "config": config,
-        "notes": notes,
-    }
+
+def rejax_ppo(env_id: str, *, repeats: int = 1, **kwargs) -> dict:
+    """Train rejax's PPO on ``env_id`` (`prepare_rejax_ppo`'s arguments) and time ``repeats``
+    steady calls after the first; the best counts.
+
+    Returns `prepare_rejax_ppo`'s report plus ``train_s`` (best), ``train_times_s``,
+    ``compile_s = first_call_s - train_s`` (not clamped: a negative value means the machine was
+    busier during the steady runs), ``steps_per_second`` (best), ``steps_per_second_median`` and
+    ``cpu_per_wall`` (CPU seconds of the process per wall second over the timed calls: 1.0 is
+    one busy core).
+    """
+    from _common import interleave, timing_fields
+
+    timed = prepare_rejax_ppo(env_id, **kwargs)
+    measured = interleave([timed], max(1, repeats))[timed.name]
+    row = {**timed.report(), **timing_fields(timed, measured)}
+    row["compile_s"] = row["first_call_s"] - row["train_s"]
+    return row
 
 
 # ---------------------------------------------------------------------------

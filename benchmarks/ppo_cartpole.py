@@ -8,8 +8,12 @@ global-norm clip 0.5, tanh 64x64. For 1 seed and 8 vmapped seeds, in one process
 * rejax PPO (optional: ``pip install ".[bench]"``) at the same config on the same gymnax envs;
 * raw gymnax stepping of the same env count with random actions (the ceiling).
 
-Each library's row also gives the process's CPU seconds per wall second during its timed runs
-(1.0 = one busy core; XLA's CPU runtime spreads one program over the machine's threads).
+Every library is compiled and run once first; then ``--repeats`` rounds each run every library's
+compiled call once, back to back, so that they share the machine's noise (this shared VM drifts
+by 10-20% over minutes). Each row gives steps/s of its best and its median round; a rejax row
+gives the ratio purejaxpg / rejax as the median over the rounds of each round's ratio of wall
+times, with its range. Each row also gives the process's CPU seconds per wall second during its
+timed runs (1.0 = one busy core; XLA's CPU runtime spreads one program over the machine's threads).
 
 Optionally (``--pendulum``) PPO on Pendulum-v1 at 1e6 steps with the library's preset.
 
@@ -23,7 +27,7 @@ device per core). rejax has no such option: it is timed as it ships (one device)
 its seed axis split over the devices by the benchmark (`peers.split_seeds_over_devices`), and
 the ceiling is measured with its seeds split the same way.
 
-    python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 2] [--pendulum] [--no-rejax] [--name N]
+    python benchmarks/ppo_cartpole.py [--seeds 1 8] [--repeats 5] [--pendulum] [--no-rejax] [--name N]
                                       [--xla-cpu-threads N] [--cpu-devices N]
 
 Writes ``benchmarks/results/ppo_cartpole.json`` (or ``<N>.json``). Never asserts a time.
@@ -44,7 +48,8 @@ CLASSIC = dict(num_envs=4, num_steps=128, total_timesteps=500_000, num_epochs=4,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--repeats", type=int, default=2, help="timed runs of each compiled call; best counts")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed rounds; each runs every library's compiled call once, in turn")
     parser.add_argument("--pendulum", action="store_true", help="also PPO on Pendulum-v1 at 1e6 steps, 8 seeds")
     parser.add_argument("--no-rejax", action="store_true")
     parser.add_argument("--name", default="ppo_cartpole",
@@ -59,33 +64,41 @@ def main() -> None:
 
     rows = []
     for num_seeds in args.seeds:
-        ours = _common.time_purejaxpg("ppo", "CartPole-v1", CLASSIC, num_seeds, repeats=args.repeats)
-        rows.append(ours)
-        print(f"purejaxpg ppo, {num_seeds} seed(s) on {ours['devices_used']} device(s): "
-              f"{ours['steps_per_second']:,.0f} steps/s, "
-              f"compile {ours['compile_s']:.1f} s, final return mean {ours['final_return_mean']:.1f} "
-              f"worst {ours['final_return_worst']:.1f}", flush=True)
+        timed = [_common.prepare_purejaxpg("ppo", "CartPole-v1", CLASSIC, num_seeds)]
+        ours_devices = timed[0].report()["devices_used"]
         if not args.no_rejax:
             # as rejax ships (one device); with several devices, also with its seeds split over them
-            for split in ([False, True] if ours["devices_used"] > 1 else [False]):
+            for split in ([False, True] if ours_devices > 1 else [False]):
                 try:
-                    theirs = peers.rejax_ppo(
+                    timed.append(peers.prepare_rejax_ppo(
                         "CartPole-v1", num_seeds=num_seeds, total_timesteps=CLASSIC["total_timesteps"],
                         num_envs=4, num_steps=128, num_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
                         anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
-                        max_grad_norm=0.5, hidden=(64, 64), activation="tanh", repeats=args.repeats,
-                        split_seeds=split)
+                        max_grad_norm=0.5, hidden=(64, 64), activation="tanh", split_seeds=split,
+                        name="rejax" + (", seeds split by the benchmark" if split else "")))
                 except ImportError:
                     print("rejax not installed: pip install '.[bench]'")
                     break
-                theirs.update(library="rejax" + (", seeds split by the benchmark" if split else ""),
-                              compile_s=theirs.get("lower_compile_s", theirs.get("compile_s")),
-                              final_return_worst=min(theirs["final_return"]))
-                theirs["ratio_purejaxpg_over_rejax"] = ours["steps_per_second"] / theirs["steps_per_second"]
-                rows.append(theirs)
-                print(f"{theirs['library']}, {num_seeds} seed(s) on {theirs['devices_used']} device(s): "
-                      f"{theirs['steps_per_second']:,.0f} steps/s "
-                      f"(purejaxpg/rejax = {theirs['ratio_purejaxpg_over_rejax']:.2f}x)", flush=True)
+        for t in timed:
+            print(f"compiled {t.name}, {num_seeds} seed(s) ({t.compile_s:.1f} s)", flush=True)
+        # every round runs each library once, back to back, so that they share the machine's noise
+        measured = _common.interleave(timed, args.repeats)
+        ours_seconds = measured[timed[0].name]["seconds"]
+        for t in timed:
+            row = {**t.report(), **_common.timing_fields(t, measured[t.name])}
+            row["library"] = t.name
+            if t is not timed[0]:
+                row["final_return_worst"] = min(row["final_return"])
+                # per round: their wall time over ours (how many times faster purejaxpg ran)
+                ratio = _common.round_ratios(measured[t.name]["seconds"], ours_seconds)
+                row.update(ratio_purejaxpg_over_rejax=ratio["median"], ratio_min=ratio["min"],
+                           ratio_max=ratio["max"])
+            rows.append(row)
+            extra = (f" (purejaxpg/rejax per round: median {row['ratio_purejaxpg_over_rejax']:.2f}x, "
+                     f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}x)" if t is not timed[0] else "")
+            print(f"{t.name}, {num_seeds} seed(s) on {row['devices_used']} device(s): "
+                  f"{row['steps_per_second']:,.0f} steps/s best, {row['steps_per_second_median']:,.0f} median, "
+                  f"final return mean {row['final_return_mean']:.1f}{extra}", flush=True)
         ceiling = peers.raw_env_steps_per_second("CartPole-v1", num_envs=4, num_steps=250_000, num_seeds=num_seeds,
                                                  split_seeds=args.cpu_devices > 1)
         ceiling.update(library="gymnax (random actions)", algo="ceiling")
@@ -101,7 +114,9 @@ def main() -> None:
     print()
     print(_common.table(rows, [("library", "library", ""), ("algo", "algo", ""), ("env", "env_id", ""),
                                ("seeds", "num_seeds", "d"), ("devices", "devices_used", "d"),
-                               ("steps/s", "steps_per_second", ",.0f"),
+                               ("steps/s best", "steps_per_second", ",.0f"),
+                               ("median", "steps_per_second_median", ",.0f"),
+                               ("ours/theirs median", "ratio_purejaxpg_over_rejax", ".2f"),
                                ("CPU s / wall s", "cpu_per_wall", ".2f"),
                                ("compile s", "compile_s", ".1f"), ("mean return", "final_return_mean", ".1f"),
                                ("worst", "final_return_worst", ".1f")]))
