@@ -8,9 +8,9 @@ python throughput.py algos --iterations 300 --rounds 11
 python throughput.py seeds
 python throughput.py seeds --cpu-devices "$(nproc)" --name throughput_seeds_cores
 python throughput.py envs
-python ppo_cartpole.py --seeds 1 8 --repeats 3 --cpu-devices "$(nproc)" --name ppo_cartpole_cores
-python ppo_cartpole.py --seeds 1 8 --repeats 3 --pendulum
-python ppo_cartpole.py --seeds 1 8 --repeats 3 --xla-cpu-threads 1 --name ppo_cartpole_xla1
+python ppo_cartpole.py --seeds 1 8 --repeats 7 --cpu-devices "$(nproc)" --name ppo_cartpole_cores
+python ppo_cartpole.py --seeds 1 8 --repeats 7 --pendulum
+python ppo_cartpole.py --seeds 1 8 --repeats 7 --xla-cpu-threads 1 --name ppo_cartpole_xla1
 python profile_ppo.py
 python shuffle_timing.py
 python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
