@@ -114,6 +114,7 @@ class Timed:
       compile_s: compile time (plus, where a library gives no split, its first run's overhead).
       report: ``report() -> dict`` of what the last call learned (final returns and the like).
       first_s: wall time of the first run, after compiling (``nan`` where it is not known).
+      devices_used: devices the call's runs are split over.
     """
 
     name: str
@@ -122,6 +123,7 @@ class Timed:
     compile_s: float
     report: Callable[[], dict[str, Any]]
     first_s: float = float("nan")
+    devices_used: int = 1
 
 
 def interleave(timed: list[Timed], rounds: int) -> dict[str, dict[str, np.ndarray]]:
@@ -140,14 +142,16 @@ def interleave(timed: list[Timed], rounds: int) -> dict[str, dict[str, np.ndarra
 
 
 def timing_fields(timed: Timed, measured: dict[str, np.ndarray]) -> dict[str, Any]:
-    """Row fields of one `Timed` from its `interleave` times: best and median steps/s, CPU use."""
+    """Row fields of one `Timed` from its `interleave` times: best and median steps/s, and CPU use
+    (None when ``measured`` has no ``cpu_seconds``)."""
     seconds = measured["seconds"]
+    cpu = measured.get("cpu_seconds")
     return {
         "train_s": float(seconds.min()), "train_times_s": seconds.tolist(), "rounds": len(seconds),
         "steps_per_second": timed.steps / float(seconds.min()),
         "steps_per_second_median": timed.steps / float(np.median(seconds)),
         # CPU seconds of the process per wall second over the timed calls (1.0: one busy core)
-        "cpu_per_wall": float(measured["cpu_seconds"].sum() / seconds.sum()),
+        "cpu_per_wall": float(cpu.sum() / seconds.sum()) if cpu is not None else None,
         "compile_s": timed.compile_s,
     }
 
@@ -175,6 +179,7 @@ def prepare_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], nu
     trainer = train.make_train(algo, config, hparams)
     keys = train.seed_keys(seed, num_seeds)
     shard = devices.runs_shard(num_seeds)
+    devices_used = len(jax.devices()) if shard == "runs" else 1
     last = [train.run_chunked(trainer, keys, hparams, shard=shard)]
 
     def call() -> float:
@@ -185,7 +190,7 @@ def prepare_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], nu
         finals = results.final_returns(last[0].metrics)
         return {
             "library": "purejaxpg", "algo": algo_name, "env_id": env_id, "num_seeds": num_seeds,
-            "devices_used": len(jax.devices()) if shard == "runs" else 1,
+            "devices_used": devices_used,
             "timesteps_per_seed": config.num_iterations * config.batch_size,
             "num_envs": config.num_envs, "num_steps": config.num_steps,
             "final_return": [float(x) for x in finals],
@@ -194,7 +199,7 @@ def prepare_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], nu
         }
 
     steps = num_seeds * config.num_iterations * config.batch_size
-    return Timed(name, call, steps, last[0].compile_seconds, report, last[0].run_seconds)
+    return Timed(name, call, steps, last[0].compile_seconds, report, last[0].run_seconds, devices_used)
 
 
 def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_seeds: int, seed: int = 0,
@@ -209,8 +214,9 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     timed = prepare_purejaxpg(algo_name, env_id, overrides, num_seeds, seed)
     measured = interleave([timed], repeats - 1)[timed.name] if repeats > 1 else None
     seconds = np.concatenate([[timed.first_s], measured["seconds"] if measured else []])
-    row = {**timed.report(), **timing_fields(timed, {"seconds": seconds, "cpu_seconds": np.zeros_like(seconds)})}
-    row["cpu_per_wall"] = float(measured["cpu_seconds"].sum() / measured["seconds"].sum()) if measured else None
+    row = {**timed.report(), **timing_fields(timed, {"seconds": seconds})}  # the first run's CPU time is unknown
+    if measured:
+        row["cpu_per_wall"] = timing_fields(timed, measured)["cpu_per_wall"]
     return row
 
 

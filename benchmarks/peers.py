@@ -32,7 +32,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from _common import Timed
+from _common import Timed, interleave, timing_fields
 
 __all__ = [
     "GymnaxV0StepAdapter",
@@ -420,6 +420,7 @@ def prepare_rejax_ppo(
     keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
     if split_seeds:
         keys = split_seeds_over_devices(keys)
+    devices_used = len(keys.sharding.device_set)
 
     # First call = explicit lower + compile, then the first execution; the
     # split is reported too, because on a loaded machine "first minus steady"
@@ -463,7 +464,7 @@ def prepare_rejax_ppo(
             "gymnax_version": importlib.metadata.version("gymnax"),
             "env_id": env_id,
             "num_seeds": num_seeds,
-            "devices_used": len(keys.sharding.device_set),
+            "devices_used": devices_used,
             "total_timesteps": total_timesteps,
             "timesteps_per_seed": timesteps_per_seed,
             "num_iterations": num_iterations,
@@ -481,7 +482,8 @@ def prepare_rejax_ppo(
             "notes": notes,
         }
 
-    return Timed(name, call, num_seeds * timesteps_per_seed, lower_compile, report, first - lower_compile)
+    return Timed(name, call, num_seeds * timesteps_per_seed, lower_compile, report, first - lower_compile,
+                 devices_used)
 
 
 def rejax_ppo(env_id: str, *, repeats: int = 1, **kwargs) -> dict:
@@ -494,8 +496,6 @@ def rejax_ppo(env_id: str, *, repeats: int = 1, **kwargs) -> dict:
     ``cpu_per_wall`` (CPU seconds of the process per wall second over the timed calls: 1.0 is
     one busy core).
     """
-    from _common import interleave, timing_fields
-
     timed = prepare_rejax_ppo(env_id, **kwargs)
     measured = interleave([timed], max(1, repeats))[timed.name]
     row = {**timed.report(), **timing_fields(timed, measured)}

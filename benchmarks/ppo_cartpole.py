@@ -64,13 +64,13 @@ def main() -> None:
 
     rows = []
     for num_seeds in args.seeds:
-        timed = [_common.prepare_purejaxpg("ppo", "CartPole-v1", CLASSIC, num_seeds)]
-        ours_devices = timed[0].report()["devices_used"]
+        ours = _common.prepare_purejaxpg("ppo", "CartPole-v1", CLASSIC, num_seeds)
+        theirs = []
         if not args.no_rejax:
             # as rejax ships (one device); with several devices, also with its seeds split over them
-            for split in ([False, True] if ours_devices > 1 else [False]):
+            for split in ([False, True] if ours.devices_used > 1 else [False]):
                 try:
-                    timed.append(peers.prepare_rejax_ppo(
+                    theirs.append(peers.prepare_rejax_ppo(
                         "CartPole-v1", num_seeds=num_seeds, total_timesteps=CLASSIC["total_timesteps"],
                         num_envs=4, num_steps=128, num_epochs=4, num_minibatches=4, learning_rate=2.5e-4,
                         anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5,
@@ -79,23 +79,22 @@ def main() -> None:
                 except ImportError:
                     print("rejax not installed: pip install '.[bench]'")
                     break
-        for t in timed:
+        for t in [ours, *theirs]:
             print(f"compiled {t.name}, {num_seeds} seed(s) ({t.compile_s:.1f} s)", flush=True)
         # every round runs each library once, back to back, so that they share the machine's noise
-        measured = _common.interleave(timed, args.repeats)
-        ours_seconds = measured[timed[0].name]["seconds"]
-        for t in timed:
-            row = {**t.report(), **_common.timing_fields(t, measured[t.name])}
-            row["library"] = t.name
-            if t is not timed[0]:
+        measured = _common.interleave([ours, *theirs], args.repeats)
+        for t in [ours, *theirs]:
+            row = {**t.report(), **_common.timing_fields(t, measured[t.name]), "library": t.name}
+            extra = ""
+            if t is not ours:
                 row["final_return_worst"] = min(row["final_return"])
                 # per round: their wall time over ours (how many times faster purejaxpg ran)
-                ratio = _common.round_ratios(measured[t.name]["seconds"], ours_seconds)
+                ratio = _common.round_ratios(measured[t.name]["seconds"], measured[ours.name]["seconds"])
                 row.update(ratio_purejaxpg_over_rejax=ratio["median"], ratio_min=ratio["min"],
                            ratio_max=ratio["max"])
+                extra = (f" (purejaxpg/rejax per round: median {ratio['median']:.2f}x, "
+                         f"{ratio['min']:.2f}-{ratio['max']:.2f}x)")
             rows.append(row)
-            extra = (f" (purejaxpg/rejax per round: median {row['ratio_purejaxpg_over_rejax']:.2f}x, "
-                     f"{row['ratio_min']:.2f}-{row['ratio_max']:.2f}x)" if t is not timed[0] else "")
             print(f"{t.name}, {num_seeds} seed(s) on {row['devices_used']} device(s): "
                   f"{row['steps_per_second']:,.0f} steps/s best, {row['steps_per_second_median']:,.0f} median, "
                   f"final return mean {row['final_return_mean']:.1f}{extra}", flush=True)
