@@ -25,12 +25,15 @@ class ActorCriticState:
     """Parameters of a policy and a critic and the state of one optimiser over both.
 
     ``params`` is ``{"policy": ..., "critic": ...}`` (the critic entry may be ``None``).
+    ``max_episode_steps`` is the env's time limit (``EnvSpec.max_episode_steps``, 0 when unknown):
+    it bounds how many truncated steps a batch can hold (`values_and_next_values`).
     """
 
     params: dict
     opt_state: Any
     policy: nn.Module = struct.field(pytree_node=False)
     critic: nn.Module | None = struct.field(pytree_node=False)
+    max_episode_steps: int = struct.field(pytree_node=False, default=0)
 
     def dist(self, obs: jax.Array, params: dict | None = None):
         """The policy's distribution at ``obs`` under ``params`` (default: the current ones)."""
@@ -75,7 +78,7 @@ def init_actor_critic(key: jax.Array, spec: envs.EnvSpec, hidden: Sequence[int],
     policy_key, critic_key = jax.random.split(key)
     params = {"policy": policy.init(policy_key, dummy),
               "critic": critic.init(critic_key, dummy) if with_critic else None}
-    return ActorCriticState(params, tx.init(params), policy, critic)
+    return ActorCriticState(params, tx.init(params), policy, critic, spec.max_episode_steps)
 
 
 def sample_action(state: ActorCriticState, obs: jax.Array, key: jax.Array):
@@ -130,13 +133,54 @@ class SamplesActions:
 
 def values_and_next_values(state: ActorCriticState, batch: Transition, params: dict | None = None,
                            max_rows: chunking.MaxRows = "auto"):
-    """V(obs) and V(true next obs), ``[T, N]`` each: the critic over the ``2 T N`` stacked
-    observations, at most ``max_rows`` rows per call (`purejaxpg.chunking.map_rows`)."""
-    both = jnp.stack([batch.obs, batch.next_obs])
-    rows = both.reshape((-1,) + both.shape[3:])
-    values = chunking.map_rows(lambda obs: state.value(obs, params), rows, max_rows)
-    values = values.reshape(both.shape[:3])
-    return values[0], values[1]
+    """V(obs) and the bootstrap value of the true next observation, ``[T, N]`` each.
+
+    ``next_values[t]`` is V(next_obs[t]) wherever the episode did not terminate at step t, and 0
+    where it did (the value of a terminal state; the returns in `purejaxpg.returns` mask it out
+    anyway).
+
+    Inside an episode ``next_obs[t]`` is ``obs[t + 1]``, so the critic runs only on the ``T N``
+    observations, the ``N`` observations after the last step and the final observations of the
+    truncated steps before it (`truncation_budget` rows, gathered with a static size), instead of
+    on all ``2 T N`` observations; the numbers are those of the critic on ``next_obs``
+    (``tests/test_chunking.py`` checks it). Rows go through the critic at most ``max_rows`` at a
+    time (`purejaxpg.chunking.map_rows`).
+    """
+    num_steps, num_envs = batch.obs.shape[:2]
+    obs_shape = batch.obs.shape[2:]
+    inner = (num_steps - 1) * num_envs  # steps t < T - 1, whose next observation may be obs[t + 1]
+    budget = truncation_budget(num_steps, num_envs, state.max_episode_steps)
+    obs_rows = batch.obs.reshape((-1,) + obs_shape)
+    if budget >= inner:  # every next observation may be a final one: evaluate them all
+        both = jnp.concatenate([obs_rows, batch.next_obs.reshape((-1,) + obs_shape)])
+        out = chunking.map_rows(lambda obs: state.value(obs, params), both, max_rows)
+        values, next_values = out[: num_steps * num_envs], out[num_steps * num_envs:]
+        values, next_values = values.reshape(num_steps, num_envs), next_values.reshape(num_steps, num_envs)
+    else:
+        # flat indices (t * N + n, t < T - 1) of the truncated steps; unused slots point past the end
+        index = jnp.nonzero(batch.truncated[:-1].reshape(-1), size=budget, fill_value=inner)[0]
+        finals = jnp.take(batch.next_obs[:-1].reshape((-1,) + obs_shape), index, axis=0, mode="clip")
+        rows = jnp.concatenate([obs_rows, batch.next_obs[-1], finals])
+        out = chunking.map_rows(lambda obs: state.value(obs, params), rows, max_rows)
+        values = out[: num_steps * num_envs].reshape(num_steps, num_envs)
+        last = out[num_steps * num_envs: (num_steps + 1) * num_envs]
+        shifted = values[1:].reshape(-1).at[index].set(out[(num_steps + 1) * num_envs:], mode="drop")
+        next_values = jnp.concatenate([shifted.reshape(num_steps - 1, num_envs), last[None]])
+    return values, jnp.where(batch.terminated, jnp.zeros_like(next_values), next_values)
+
+
+def truncation_budget(num_steps: int, num_envs: int, max_episode_steps: int) -> int:
+    """The most truncated steps among the first ``T - 1`` steps of a ``[T, N]`` batch.
+
+    An episode is truncated only when it has run ``max_episode_steps`` steps (gymnax's time limit,
+    ``state.time >= max_steps_in_episode``), so one env truncates at most
+    ``ceil((T - 1) / max_episode_steps)`` times in ``T - 1`` steps. With no known limit
+    (``max_episode_steps <= 0``) every step may be truncated: ``(T - 1) N``.
+    """
+    inner = (num_steps - 1) * num_envs
+    if max_episode_steps <= 0:
+        return inner
+    return min(inner, num_envs * -(-(num_steps - 1) // max_episode_steps))
 
 
 def gae_targets(state: ActorCriticState, batch: Transition, gamma, lam):
