@@ -1,7 +1,7 @@
 """Row-wise batch computations in chunks of bounded size: one knob for XLA:CPU's threading.
 
-A whole-batch computation outside the per-step loops (the critic over all ``T x N`` observations
-and final observations, the ``T x N`` presampled resets) compiles to a few large kernels. On the
+A whole-batch computation outside the per-step loops (the critic over a batch's ``T x N``
+observations, the ``T x N`` presampled resets) compiles to a few large kernels. On the
 CPU, XLA splits a large kernel over its intra-op thread pool and hands the rest of the program on
 to whichever thread finished last. For a single run of PPO at the classic config (4 envs x 128
 steps) those hand-offs cost more than the kernels: the run moved between the threads several times
