@@ -26,7 +26,8 @@ class ActorCriticState:
 
     ``params`` is ``{"policy": ..., "critic": ...}`` (the critic entry may be ``None``).
     ``max_episode_steps`` is the env's time limit (``EnvSpec.max_episode_steps``, 0 when unknown):
-    it bounds how many truncated steps a batch can hold (`values_and_next_values`).
+    it bounds how many truncated steps a batch can hold (`values_and_next_values`), so it must be
+    the limit the batches were collected under; set it to 0 for batches from elsewhere.
     """
 
     params: dict
