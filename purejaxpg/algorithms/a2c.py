@@ -259,7 +259,7 @@ class A2C(common.SamplesActions):
         dummy_obs = jnp.zeros((1,) + spec.obs_shape, jnp.float32)
         dummy_action = None if spec.discrete else jnp.zeros((1, spec.action_dim), jnp.float32)
         params = {"policy": state.params["policy"], "critic": q_critic.init(critic_key, dummy_obs, dummy_action)}
-        return common.ActorCriticState(params, tx.init(params), state.policy, q_critic, state.max_episode_steps)
+        return state.replace(params=params, opt_state=tx.init(params), critic=q_critic)
 
     # ---- advantages and critic targets (parameters fixed) ----
 

@@ -151,22 +151,17 @@ def values_and_next_values(state: ActorCriticState, batch: Transition, params: d
     obs_shape = batch.obs.shape[2:]
     inner = (num_steps - 1) * num_envs  # steps t < T - 1, whose next observation may be obs[t + 1]
     budget = truncation_budget(num_steps, num_envs, state.max_episode_steps)
-    obs_rows = batch.obs.reshape((-1,) + obs_shape)
-    if budget >= inner:  # every next observation may be a final one: evaluate them all
-        both = jnp.concatenate([obs_rows, batch.next_obs.reshape((-1,) + obs_shape)])
-        out = chunking.map_rows(lambda obs: state.value(obs, params), both, max_rows)
-        values, next_values = out[: num_steps * num_envs], out[num_steps * num_envs:]
-        values, next_values = values.reshape(num_steps, num_envs), next_values.reshape(num_steps, num_envs)
-    else:
-        # flat indices (t * N + n, t < T - 1) of the truncated steps; unused slots point past the end
+    if budget >= inner:  # any step may be truncated: evaluate every next observation
+        index = jnp.arange(inner)
+    else:  # flat indices (t * N + n, t < T - 1) of the truncated steps; unused slots point past the end
         index = jnp.nonzero(batch.truncated[:-1].reshape(-1), size=budget, fill_value=inner)[0]
-        finals = jnp.take(batch.next_obs[:-1].reshape((-1,) + obs_shape), index, axis=0, mode="clip")
-        rows = jnp.concatenate([obs_rows, batch.next_obs[-1], finals])
-        out = chunking.map_rows(lambda obs: state.value(obs, params), rows, max_rows)
-        values = out[: num_steps * num_envs].reshape(num_steps, num_envs)
-        last = out[num_steps * num_envs: (num_steps + 1) * num_envs]
-        shifted = values[1:].reshape(-1).at[index].set(out[(num_steps + 1) * num_envs:], mode="drop")
-        next_values = jnp.concatenate([shifted.reshape(num_steps - 1, num_envs), last[None]])
+    finals = jnp.take(batch.next_obs[:-1].reshape((-1,) + obs_shape), index, axis=0, mode="clip")
+    rows = jnp.concatenate([batch.obs.reshape((-1,) + obs_shape), batch.next_obs[-1], finals])
+    out = chunking.map_rows(lambda obs: state.value(obs, params), rows, max_rows)
+    values = out[: num_steps * num_envs].reshape(num_steps, num_envs)
+    last = out[num_steps * num_envs: (num_steps + 1) * num_envs]
+    shifted = values[1:].reshape(-1).at[index].set(out[(num_steps + 1) * num_envs:], mode="drop")
+    next_values = jnp.concatenate([shifted.reshape(num_steps - 1, num_envs), last[None]])
     return values, jnp.where(batch.terminated, jnp.zeros_like(next_values), next_values)
 
 
