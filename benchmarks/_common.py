@@ -115,6 +115,7 @@ class Timed:
       report: ``report() -> dict`` of what the last call learned (final returns and the like).
       first_s: wall time of the first run, after compiling (``nan`` where it is not known).
       devices_used: devices the call's runs are split over.
+      metrics: ``metrics() -> {name: [R, I]}``, the training metrics of the last call.
     """
 
     name: str
@@ -124,6 +125,7 @@ class Timed:
     report: Callable[[], dict[str, Any]]
     first_s: float = float("nan")
     devices_used: int = 1
+    metrics: Callable[[], dict[str, np.ndarray]] = dict
 
 
 def interleave(timed: list[Timed], rounds: int) -> dict[str, dict[str, np.ndarray]]:
@@ -199,17 +201,19 @@ def prepare_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], nu
         }
 
     steps = num_seeds * config.num_iterations * config.batch_size
-    return Timed(name, call, steps, last[0].compile_seconds, report, last[0].run_seconds, devices_used)
+    return Timed(name, call, steps, last[0].compile_seconds, report, last[0].run_seconds, devices_used,
+                 lambda: last[0].metrics)
 
 
 def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_seeds: int, seed: int = 0,
-                   repeats: int = 1) -> dict[str, Any]:
+                   repeats: int = 1, keep_metrics: bool = False) -> dict[str, Any]:
     """Train ``num_seeds`` vmapped seeds of an algorithm; compile time, steady steps/s, final returns.
 
     ``repeats`` runs in all: `prepare_purejaxpg`'s first (its time excludes compiling) and
     ``repeats - 1`` more of the compiled call. ``steps_per_second`` is from the best of them,
     ``steps_per_second_median`` from the median, ``cpu_per_wall`` the process's CPU seconds per
-    wall second over the runs after the first (None with one run).
+    wall second over the runs after the first (None with one run). ``keep_metrics`` adds the last
+    run's training metrics under ``"metrics"``.
     """
     timed = prepare_purejaxpg(algo_name, env_id, overrides, num_seeds, seed)
     measured = interleave([timed], repeats - 1)[timed.name] if repeats > 1 else None
@@ -217,6 +221,8 @@ def time_purejaxpg(algo_name: str, env_id: str, overrides: dict[str, Any], num_s
     row = {**timed.report(), **timing_fields(timed, {"seconds": seconds})}  # the first run's CPU time is unknown
     if measured:
         row["cpu_per_wall"] = timing_fields(timed, measured)["cpu_per_wall"]
+    if keep_metrics:
+        row["metrics"] = timed.metrics()
     return row
 
 

@@ -1,14 +1,18 @@
-"""Final return per algorithm x environment over 8 seeds: the README's results table.
+"""Final return per algorithm x environment over 8 seeds: the learning table of docs/results.md.
 
 Each cell trains ``--seeds`` vmapped seeds with the algorithm's preset for that env (or its
 defaults) at the budget below, and reports the final return (mean return of the episodes that
 ended in the last 10% of iterations) mean and worst over seeds, env steps per seed, steps/s and
-compile time.
+compile time, plus a compact learning curve per seed and the command and machine that produced
+the cell.
 
     python benchmarks/learning.py                          # the default table
     python benchmarks/learning.py --algos ppo trpo --envs CartPole-v1 --seeds 8
+    python benchmarks/learning.py --envs CartPole-v1 --seeds 2 --steps 20000 --out scratch_check
 
-Writes ``benchmarks/results/learning.json`` (merging with earlier cells) and prints a table.
+Writes ``benchmarks/results/<--out>.json`` (default ``learning.json``; merging with the cells
+already there) and prints a table. ``python benchmarks/make_results.py`` turns it into
+docs/results.md and its figures.
 """
 
 from __future__ import annotations
@@ -16,7 +20,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
+import shlex
+import sys
+from typing import Any
+
+import numpy as np
 
 import _common
 
@@ -31,6 +41,38 @@ BUDGETS = {
     "Breakout-MinAtar": 1_000_000,
 }
 ALGOS = ["ppo", "trpo", "npg", "a2c", "reinforce", "reinforce_baseline", "ppo_kl", "mdpo", "grpo", "nac"]
+#: at most this many points per seed in a row's learning curve
+CURVE_POINTS = 50
+
+
+def command_line() -> str:
+    """This run's command line as typed from the repository root: ``python benchmarks/learning.py ...``."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), os.path.dirname(_common.HERE))
+    return shlex.join(["python", script.replace(os.sep, "/"), *sys.argv[1:]])
+
+
+def learning_curve(metrics: dict[str, np.ndarray], points: int = CURVE_POINTS) -> dict[str, Any]:
+    """A compact learning curve of ``metrics`` (``{name: [R, I]}``): at most ``points`` points per seed.
+
+    Point k is the episode-weighted mean return of the episodes that ended in the ``window``
+    iterations up to and including iteration ``ends[k]`` (``results.smoothed_returns``), where
+    the ``ends`` split the I iterations evenly and the last is the final iteration; None where no
+    episode ended in that window. ``env_steps`` is the x axis: env steps per seed at ``ends``.
+    """
+    from purejaxpg import results
+
+    num_iterations = np.asarray(metrics["env_steps"]).shape[1]
+    points = min(points, num_iterations)
+    window = math.ceil(num_iterations / points)
+    ends = [math.ceil((k + 1) * num_iterations / points) - 1 for k in range(points)]
+    smoothed = results.smoothed_returns(metrics, window)[:, ends]
+    return {
+        "env_steps": [int(x) for x in np.asarray(metrics["env_steps"])[0, ends]],
+        "episode_return": [[round(float(x), 3) if np.isfinite(x) else None for x in seed] for seed in smoothed],
+        "window_iterations": window,
+        "definition": f"per seed: mean return of the episodes that ended in the {window} iterations "
+                      "up to each point (episode-weighted)",
+    }
 
 
 def main() -> None:
@@ -39,12 +81,15 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "Pendulum-v1"])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="env steps per seed (default: per-env budget, or the preset's)")
+    parser.add_argument("--out", default="learning", help="write benchmarks/results/OUT.json (default: learning; make_results.py "
+                        "leaves out names starting with 'scratch')")
     args = parser.parse_args()
+    command = command_line()
 
-    from purejaxpg import algorithms, envs, experiment, train
+    from purejaxpg import algorithms, envs, experiment, presets, train
     from purejaxpg.config import ConfigError
 
-    path = os.path.join(_common.RESULTS, "learning.json")
+    path = os.path.join(_common.RESULTS, f"{args.out}.json")
     cells = {}
     if os.path.exists(path):
         with open(path) as fh:
@@ -53,7 +98,7 @@ def main() -> None:
         spec = envs.make(env_id)[2]
         for algo_name in args.algos:
             algo_cls = algorithms.get(algo_name)
-            preset = getattr(algo_cls, "PRESETS", {}).get(env_id, {})
+            preset = presets.preset(algo_name, env_id)
             steps = args.steps or preset.get("total_timesteps") or BUDGETS.get(env_id, 500_000)
             overrides = {"total_timesteps": steps}
             if "episode_group_size" in experiment.settings_fields(algo_cls) and not preset \
@@ -65,13 +110,17 @@ def main() -> None:
             except ConfigError as err:
                 print(f"skip {algo_name} on {env_id}: {err}", flush=True)
                 continue
-            row = _common.time_purejaxpg(algo_name, env_id, overrides, args.seeds)
+            row = _common.time_purejaxpg(algo_name, env_id, overrides, args.seeds, keep_metrics=True)
             row["measured"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+            row["command"] = command
+            row["overrides"] = overrides
+            row["machine"] = {k: v for k, v in _common.machine().items() if k != "command"}
+            row["curve"] = learning_curve(row.pop("metrics"))
             cells[(algo_name, env_id)] = row
             print(f"{algo_name:>18} {env_id:>12}: mean {row['final_return_mean']:8.1f} worst "
                   f"{row['final_return_worst']:8.1f} | {row['timesteps_per_seed']:>9,d} steps/seed | "
                   f"{row['steps_per_second']:>9,.0f} steps/s | compile {row['compile_s']:.0f} s", flush=True)
-            _common.write_json("learning", {"rows": list(cells.values())})
+            _common.write_json(args.out, {"rows": list(cells.values())})
     rows = sorted(cells.values(), key=lambda r: (r["env_id"], r["algo"]))
     print(_common.table(rows, [("algo", "algo", ""), ("env", "env_id", ""), ("seeds", "num_seeds", "d"),
                                ("steps/seed", "timesteps_per_seed", ",d"), ("mean return", "final_return_mean", ".1f"),

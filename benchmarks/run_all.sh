@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every benchmark behind the README's tables, in the order the README uses them (about 95 minutes
-# on the 2-core machine; run it on an otherwise idle machine, timings are wall-clock).
+# Every benchmark behind docs/results.md (about 95 minutes on the 2-core machine; run it on an
+# otherwise idle machine, timings are wall-clock), then docs/results.md and its figures rebuilt
+# from the JSON files.
 set -euo pipefail
 cd "$(dirname "$0")"
 python learning.py --envs CartPole-v1 Pendulum-v1
@@ -12,5 +13,5 @@ python ppo_cartpole.py --seeds 1 8 --repeats 7 --cpu-devices "$(nproc)" --name p
 python ppo_cartpole.py --seeds 1 8 --repeats 7 --pendulum
 python ppo_cartpole.py --seeds 1 8 --repeats 7 --xla-cpu-threads 1 --name ppo_cartpole_xla1
 python profile_ppo.py
-python shuffle_timing.py
 python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
+python make_results.py

@@ -113,7 +113,7 @@ def random_policy(obs, key):
 
 
 start = envs.reset(cart, cart_params, cart_spec, jax.random.PRNGKey(2), N, group_size=G)
-_, batch = rollout.collect(random_policy, cart, cart_params, cart_spec, start, jax.random.PRNGKey(3), T)
+_, batch = rollout.collect(rollout.stateless(random_policy), cart, cart_params, cart_spec, start, jax.random.PRNGKey(3), T)
 
 # each env's first-episode return, with a plain NumPy loop: rewards up to and including the first done
 reward, done = np.asarray(batch.reward), np.asarray(batch.done)

@@ -70,8 +70,8 @@ print("jax", jax.__version__, "on", jax.devices())"""
   is a `jax.vmap`, not a recompile.
 
 Every field declares its valid range, and a bad value fails here, before anything compiles,
-with a message that names it. Per-environment presets from the literature (each class's
-`PRESETS`) are applied before the overrides; CartPole uses the classic config (4 envs x 128 steps,
+with a message that names it. Per-environment presets from the literature
+(`purejaxpg.presets.PRESETS`) are applied before the overrides; CartPole uses the classic config (4 envs x 128 steps,
 4 epochs x 4 minibatches, lr 2.5e-4 annealed, clip 0.2)."""
     ),
     new_code_cell(

@@ -44,7 +44,7 @@ $\theta_\text{old}$ is the policy gradient $g$:
   $-\mathbb{E}[\min(r \hat A, \mathrm{clip}(r, 1-\epsilon, 1+\epsilon)\hat A)]$, which removes
   the incentive to push $r$ outside $[1-\epsilon, 1+\epsilon]$.
 
-Each algorithm uses its CartPole preset (its `PRESETS["CartPole-v1"]`, from the literature);
+Each algorithm uses its CartPole preset (`purejaxpg.presets.PRESETS[name]["CartPole-v1"]`, from the literature);
 only the budget is overridden. `PUREJAXPG_NOTEBOOK_BUDGET=small` (set by the tests) shrinks
 everything to a smoke test."""
     ),

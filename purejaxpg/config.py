@@ -21,9 +21,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from purejaxpg import envs
+from purejaxpg.errors import ConfigError
 
-class ConfigError(ValueError):
-    """A configuration or hyperparameter is invalid; the message names the field and the fix."""
+__all__ = ["ConfigError", "TrainConfig", "hp", "hparams", "validate_hparams", "hparams_to_arrays", "field_docs"]
 
 
 def hp(default: float, *, low: float | None = None, high: float | None = None,
@@ -123,8 +124,6 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise ConfigError for a setting that cannot run; called before compiling."""
-        from purejaxpg import envs  # local: envs imports this module
-
         envs.check_env_id(self.env_id)
         for name in ("num_envs", "num_steps", "total_timesteps"):
             value = getattr(self, name)

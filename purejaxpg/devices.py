@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import re
 
-from purejaxpg.config import ConfigError
+from purejaxpg.errors import ConfigError
 
 
 def usable_cores() -> int:

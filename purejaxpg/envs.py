@@ -21,8 +21,7 @@ from flax import struct
 from gymnax.environments import spaces
 from gymnax.environments.environment import Environment
 
-from purejaxpg import chunking
-from purejaxpg.config import ConfigError
+from purejaxpg.errors import ConfigError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,6 +173,8 @@ class EnvLoopState:
       obs_stats: running observation statistics (shape of one observation).
       return_stats: running statistics (scalar) of the discounted return, for reward scaling.
       discounted_return: ``[N]`` discounted return of the episode in progress, for return_stats.
+      actor: the actors' exploration state (the algorithm's ``init_actor``; ``()`` for none), kept
+        from step to step and across iterations by `purejaxpg.rollout.collect`.
     """
 
     env_state: Any
@@ -183,6 +184,7 @@ class EnvLoopState:
     obs_stats: RunningMeanStd
     return_stats: RunningMeanStd
     discounted_return: jax.Array
+    actor: Any = ()
 
 
 @struct.dataclass
@@ -212,18 +214,19 @@ def reset(env, env_params, spec: EnvSpec, key: jax.Array, num_envs: int, group_s
       num_envs: N (static).
       group_size: G (static, divides N): envs ``[g*G, (g+1)*G)`` share a reset key and so start
         from the same state (GRPO's groups); their later step keys differ. 1 = independent envs.
-      previous: a loop state whose normalisation statistics are kept (default: fresh ones).
+      previous: a loop state whose normalisation statistics and actor state are kept (default:
+        fresh statistics, no actor state).
     """
     group_keys = jax.random.split(key, num_envs // group_size)
     keys = jnp.repeat(group_keys, group_size, axis=0)
     obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(keys, env_params)
     if previous is None:
-        obs_stats, return_stats = RunningMeanStd.create(spec.obs_shape), RunningMeanStd.create(())
+        obs_stats, return_stats, actor = RunningMeanStd.create(spec.obs_shape), RunningMeanStd.create(()), ()
     else:
-        obs_stats, return_stats = previous.obs_stats, previous.return_stats
+        obs_stats, return_stats, actor = previous.obs_stats, previous.return_stats, previous.actor
     zeros = jnp.zeros((num_envs,), jnp.float32)
     return EnvLoopState(env_state, obs.astype(jnp.float32), zeros, zeros.astype(jnp.int32), obs_stats,
-                        return_stats, zeros)
+                        return_stats, zeros, actor)
 
 
 def scale_rewards(loop: EnvLoopState, reward: jax.Array, done: jax.Array, gamma: float):
@@ -244,104 +247,21 @@ def scale_rewards(loop: EnvLoopState, reward: jax.Array, done: jax.Array, gamma:
     return loop.replace(return_stats=stats, discounted_return=last), reward / jnp.sqrt(stats.var + 1e-8)
 
 
-def _key_batch_ndim(key: jax.Array) -> int:
-    """Batch dimensions of a PRNG key array (typed keys, or raw ``uint32[..., 2]`` keys)."""
-    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key.ndim
-    return key.ndim - 1
-
-
-@struct.dataclass
-class PresampledResets:
-    """What gymnax's auto-reset draws at each step, drawn for a whole rollout before it.
-
-    gymnax's ``Environment.step(key, ...)`` splits ``key`` into ``(key_step, key_reset)``, steps
-    with ``key_step`` and computes ``reset_env(key_reset)`` at every step, keeping it where the
-    episode ended. None of that depends on the action, so `presample_resets` does it for all
-    ``[T, N]`` keys before the rollout's ``lax.scan`` (vectorised calls over many keys,
-    `purejaxpg.chunking`, instead of T small ones inside the sequential loop) and `step` then only
-    selects. The keys and so every number are the
-    same as stepping with ``env.step``.
-
-    Attributes:
-      step_key: ``[..., N]`` keys passed to ``step_env``.
-      obs, state: ``reset_env(key_reset)``'s observation and state, leaves ``[..., N, ...]``.
-    """
-
-    step_key: jax.Array
-    obs: jax.Array
-    state: Any
-
-
-def can_presample_resets(env) -> bool:
-    """True when ``env`` auto-resets with gymnax's own ``Environment.step`` (not overridden)."""
-    return isinstance(env, Environment) and type(env).step is Environment.step
-
-
-def presample_resets(env, env_params, keys: jax.Array, max_rows: chunking.MaxRows = "auto") -> PresampledResets:
-    """Split ``keys`` (any batch shape) as gymnax's ``step`` does and compute every reset.
-
-    Args:
-      keys: ``[..., N]`` the keys ``env.step`` would be given.
-      max_rows: at most this many keys per vectorised call (`purejaxpg.chunking.map_rows`; the
-        numbers do not depend on it).
-    Returns:
-      `PresampledResets` with leaves of batch shape ``keys``' batch shape.
-    """
-    batch_shape = keys.shape[:_key_batch_ndim(keys)]
-    flat = keys.reshape((-1,) + keys.shape[len(batch_shape):])
-
-    def split_and_reset(keys):
-        pairs = jax.vmap(jax.random.split)(keys)
-        obs, state = jax.vmap(env.reset_env, in_axes=(0, None))(pairs[:, 1], env_params)
-        return pairs[:, 0], obs, state
-
-    step_key, obs, state = chunking.map_rows(split_and_reset, flat, max_rows)
-    unflat = lambda x: x.reshape(batch_shape + x.shape[1:])  # noqa: E731
-    return PresampledResets(unflat(step_key), unflat(obs), jax.tree.map(unflat, state))
-
-
-def _step_with_resets(env, env_params, states, action, resets: PresampledResets):
-    """gymnax ``Environment.step`` for N envs with its reset draws precomputed (same numbers)."""
-    obs_st, state_st, reward, terminated, info = jax.vmap(env.step_env, in_axes=(0, 0, 0, None))(
-        resets.step_key, states, action, env_params)
-    truncated = jax.vmap(env.is_truncated, in_axes=(0, None))(state_st, env_params)
-    done = jnp.logical_or(terminated, truncated)
-
-    def select(reset_leaf, step_leaf):
-        mask = done.reshape(done.shape + (1,) * (step_leaf.ndim - done.ndim))
-        return jnp.where(mask, reset_leaf, step_leaf)
-
-    state = jax.tree.map(select, resets.state, state_st)
-    obs = jax.tree.map(select, resets.obs, obs_st)
-    info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
-    return obs, state, reward, terminated, truncated, info
-
-
-def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, key: jax.Array,
-         resets: PresampledResets | None = None):
+def step(env, env_params, spec: EnvSpec, loop: EnvLoopState, action: jax.Array, key: jax.Array):
     """Step N environments once (auto-reset inside gymnax) and track episode statistics.
 
     Args:
       loop: the current ``EnvLoopState``.
       action: ``[N]`` int actions or ``[N, D]`` float actions as sampled by the policy.
-      key: one key, split into N step keys, or ``[N]`` step keys already split (unused with
-        ``resets``).
-      resets: optional `PresampledResets` of this step (leaves ``[N, ...]``, from
-        `presample_resets`): gymnax's step with its key split and reset drawn in advance.
+      key: one key, split into N step keys, or ``[N]`` step keys already split.
     Returns:
       ``(new_loop, StepOutput)``.
     """
     num_envs = loop.obs.shape[0]
     chex.assert_shape(action, (num_envs,) + (() if spec.discrete else (spec.action_dim,)))
-    if resets is not None:
-        obs, env_state, reward, terminated, truncated, info = _step_with_resets(
-            env, env_params, loop.env_state, env_action(spec, action), resets)
-    else:
-        keys = key if _key_batch_ndim(key) == 1 else jax.random.split(key, num_envs)
-        obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            keys, loop.env_state, env_action(spec, action), env_params
-        )
+    keys = key if key.shape[:1] == (num_envs,) else jax.random.split(key, num_envs)
+    obs, env_state, reward, terminated, truncated, info = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+        keys, loop.env_state, env_action(spec, action), env_params)
     reward = reward.astype(jnp.float32)
     done = jnp.logical_or(terminated, truncated)
     ep_return = loop.episode_return + reward

@@ -2,7 +2,7 @@
 
 Settings live in three dataclasses (the run's ``TrainConfig``, the algorithm's static fields and
 its ``HParams``); their field names are disjoint, so one flat ``{name: value}`` dictionary
-addresses all of them. Each algorithm class carries ``PRESETS: {env_id: settings}`` from the literature
+addresses all of them. `purejaxpg.presets` holds per-environment settings from the literature
 (``shared/REFERENCES.md``), applied before the caller's overrides.
 """
 
@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 from typing import Any
 
-from purejaxpg import algorithms
+from purejaxpg import algorithms, presets
 from purejaxpg.config import ConfigError, TrainConfig, validate_hparams
 
 def settings_fields(algo_cls: type) -> dict[str, tuple[str, dataclasses.Field]]:
@@ -33,7 +33,7 @@ def build(algo_name: str, env_id: str, overrides: dict[str, Any] | None = None, 
     """
     algo_cls = algorithms.get(algo_name)
     fields = settings_fields(algo_cls)
-    settings = dict(getattr(algo_cls, "PRESETS", {}).get(env_id, {})) if use_presets else {}
+    settings = presets.preset(algo_name, env_id) if use_presets else {}
     settings.update(overrides or {})
     grouped: dict[str, dict[str, Any]] = {"train": {"env_id": env_id}, "algo": {}, "hparams": {}}
     for name, value in settings.items():

@@ -97,7 +97,7 @@ def episode_returns(policy: Any, params: Any, env, env_params, spec: envs.EnvSpe
     def act(obs, action_key):
         return policy.apply(params, obs).sample(action_key), ()
 
-    _, batch = rollout.collect(act, env, env_params, spec, loop, rollout_key, num_steps)
+    _, batch = rollout.collect(rollout.stateless(act), env, env_params, spec, loop, rollout_key, num_steps)
     done = batch.done.astype(jnp.int32)
     in_first_episode = (jnp.cumsum(done, axis=0) - done) == 0  # [H, E]: no episode end before t
     discounts = jnp.asarray(gamma, jnp.float32) ** jnp.arange(num_steps, dtype=jnp.float32)

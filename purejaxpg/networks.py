@@ -138,6 +138,47 @@ class GaussianPolicy(nn.Module):
         return DiagGaussian(mean, jnp.broadcast_to(log_std, mean.shape))
 
 
+class GSDEPolicy(nn.Module):
+    """Gaussian policy with generalized state-dependent exploration (gSDE; Raffin et al. 2022, sec. 3).
+
+    With phi(s) ``[F]`` the last hidden layer (``F = hidden[-1]``, or the flattened observation
+    for ``hidden=()``) and a ``[F, D]`` parameter log sigma, exploration adds phi(s)^T W to the
+    mean, W_ij ~ N(0, sigma_ij^2) drawn per environment and held for several steps, so that the
+    noise is a smooth function of the state instead of white noise. Given s, the action is then
+    Gaussian with independent coordinates of variance
+
+        sigma_j(s)^2 = sum_i phi_i(s)^2 sigma_ij^2 (+ 1e-6),
+
+    which is the ``DiagGaussian`` this module returns for log-probabilities, entropies and KLs.
+    As in Stable-Baselines3 (``learn_features=False``), the variance sees phi(s) through a
+    ``stop_gradient``: the exploration scale is learnt by sigma alone.
+
+    ``__call__(obs) -> DiagGaussian``; ``__call__(obs, noise)`` with ``noise [..., F, D] ~ N(0, 1)``
+    returns ``(dist, mean + phi^T (sigma * noise))``, a sample under the exploration matrix sigma * noise.
+    """
+
+    action_dim: int
+    obs_ndim: int
+    hidden: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    log_std_init: float = -2.0
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, noise: jax.Array | None = None):
+        phi = _flatten_obs(obs, self.obs_ndim)
+        for width in self.hidden:
+            phi = ACTIVATIONS[self.activation](nn.Dense(width, kernel_init=orthogonal(np.sqrt(2.0)))(phi))
+        mean = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(phi)
+        log_sigma = self.param("log_std", nn.initializers.constant(self.log_std_init),
+                               (phi.shape[-1], self.action_dim))
+        sigma = jnp.exp(jnp.clip(log_sigma, LOG_STD_MIN, LOG_STD_MAX))
+        fixed_phi = jax.lax.stop_gradient(phi)
+        dist = DiagGaussian(mean, 0.5 * jnp.log(jnp.square(fixed_phi) @ jnp.square(sigma) + 1e-6))
+        if noise is None:
+            return dist
+        return dist, mean + jnp.einsum("...f,...fd->...d", fixed_phi, sigma * noise)
+
+
 class Critic(nn.Module):
     """MLP state-value function V(s): ``[..., *obs_shape] -> [...]``."""
 
@@ -152,11 +193,14 @@ class Critic(nn.Module):
 
 
 def make_policy(spec: EnvSpec, hidden: Sequence[int] = (64, 64), activation: str = "tanh",
-                log_std_init: float = 0.0) -> nn.Module:
-    """The policy module for an environment: categorical for Discrete, Gaussian for Box."""
+                log_std_init: float = 0.0, use_sde: bool = False) -> nn.Module:
+    """The policy module for an environment: categorical for Discrete, Gaussian for Box
+    (`GSDEPolicy` with ``use_sde``)."""
     obs_ndim = len(spec.obs_shape)
     if spec.discrete:
         return CategoricalPolicy(spec.num_actions, obs_ndim, tuple(hidden), activation)
+    if use_sde:
+        return GSDEPolicy(spec.action_dim, obs_ndim, tuple(hidden), activation, log_std_init)
     return GaussianPolicy(spec.action_dim, obs_ndim, tuple(hidden), activation, log_std_init)
 
 

@@ -201,25 +201,13 @@ def gae(
     return advantages
 
 
-def lambda_returns(
-    rewards: jax.Array,
-    values: jax.Array,
-    next_values: jax.Array,
-    terminated: jax.Array,
-    truncated: jax.Array,
-    gamma: chex.Numeric,
-    lam: chex.Numeric,
-) -> jax.Array:
+def lambda_returns(rewards: jax.Array, values: jax.Array, next_values: jax.Array, terminated: jax.Array,
+                   truncated: jax.Array, gamma: chex.Numeric, lam: chex.Numeric) -> jax.Array:
     """TD(lambda) critic targets, G^lambda_t = A^GAE_t + V(s_t) (Schulman et al. 2016).
 
     Args:
-      rewards: ``[T, N]`` rewards r_t.
-      values: ``[T, N]`` V(s_t).
-      next_values: ``[T, N]`` V(s_{t+1}) (the final observation's value where the episode ended).
-      terminated: ``[T, N]`` bool/float, s_{t+1} is terminal.
-      truncated: ``[T, N]`` bool/float, the episode was cut after step t.
-      gamma: scalar discount (may be traced).
-      lam: scalar lambda (may be traced).
+      rewards, values, next_values, terminated, truncated: ``[T, N]`` each, as for :func:`gae`.
+      gamma, lam: scalar discount and lambda (may be traced).
 
     Returns:
       ``[T, N]`` lambda-returns ``gae(...) + values``.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -49,27 +50,41 @@ class Transition:
         return self.reward.shape[1]
 
 
-ActFn = Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]
+@dataclasses.dataclass(frozen=True)
+class RolloutOptions:
+    """What an algorithm asks of the rollout, as data (`purejaxpg.train.Trainer.step` reads it).
+
+    Attributes:
+      episodic_groups: 0 (default): the environments run on across iterations, auto-resetting.
+        G > 0: every iteration starts from a fresh reset in which each group of G consecutive
+        environments shares a reset key, so a group starts from one state (GRPO's groups).
+    """
+
+    episodic_groups: int = 0
+
+
+#: ``act(obs [N, ...], key, actor_state) -> (action, extras, actor_state)``.
+ActFn = Callable[[jax.Array, jax.Array, Any], tuple[jax.Array, Any, Any]]
+
+
+def stateless(policy: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]) -> ActFn:
+    """An `ActFn` from ``policy(obs, key) -> (action, extras)`` that keeps no exploration state."""
+    return lambda obs, key, actor_state: (*policy(obs, key), actor_state)
 
 
 def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopState, key: jax.Array,
-            num_steps: int, normalize_obs: bool = False, unroll: int = 1, reward_scale_gamma: float | None = None,
-            act_noise: Callable[[jax.Array, jax.Array], Any] | None = None):
+            num_steps: int, normalize_obs: bool = False, unroll: int = 1, reward_scale_gamma: float | None = None):
     """Run ``num_steps`` steps of the vectorised environments under a policy.
 
     Observation statistics are frozen for the whole rollout (so every observation in the batch
     is normalised the same way as when the policy saw it) and merged with the batch afterwards.
 
-    When ``act_noise`` is given, the policy's noise for all T steps is drawn the same way, before
-    the loop, and ``act`` gets step t's noise in place of its key.
-
-    What gymnax's auto-reset draws at every step (a key split and ``reset_env``) does not depend
-    on the policy, so for envs that use gymnax's own ``step`` it is computed for all T steps
-    before the loop, in vectorised calls (`purejaxpg.envs.presample_resets`), and the loop
-    only selects; same keys, same resets, T x N reset states held in memory.
+    ``act`` threads ``loop.actor``, the actors' exploration state (e.g. gSDE's noise matrices),
+    from step to step; it persists across calls in the returned loop state.
 
     Args:
-      act: ``act(obs [N, *obs_shape], key) -> (action, extras)``.
+      act: ``act(obs [N, *obs_shape], key, actor_state) -> (action, extras, actor_state)``
+        (`stateless` wraps a policy that keeps no state).
       env, env_params, spec: from `purejaxpg.envs.make`.
       loop: the environments' state.
       key: PRNG key for the whole rollout.
@@ -79,8 +94,6 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
       reward_scale_gamma: when set (static), the batch's rewards are divided by the running std of
         the discounted return with this discount (`purejaxpg.envs.scale_rewards`); the episode
         statistics stay in raw rewards.
-      act_noise: optional ``act_noise(obs [N, ...], key) -> noise``, the random part of ``act``
-        (it may read only ``obs``'s shape); then ``act(obs, noise)`` is the deterministic rest.
     Returns:
       ``(new_loop, Transition)`` with leaves ``[T, N, ...]``.
     """
@@ -90,29 +103,20 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
         return stats.normalize(obs) if normalize_obs else obs
 
     def one_step(loop, xs):
-        act_key, env_keys, resets = xs
+        act_key, env_keys = xs
         seen = view(loop.obs)
-        action, extras = act(seen, act_key)
+        action, extras, actor = act(seen, act_key, loop.actor)
         raw_obs = loop.obs
-        loop, out = envs.step(env, env_params, spec, loop, action, env_keys, resets)
+        loop, out = envs.step(env, env_params, spec, loop.replace(actor=actor), action, env_keys)
         transition = Transition(seen, action, out.reward, out.terminated, out.truncated, out.next_obs, extras,
                                 out.done, out.finished_return, out.finished_length)
         # raw observations are kept only to merge them into the statistics after the rollout
         return loop, (transition, raw_obs if normalize_obs else None)
 
-    # every key of the rollout in one batched split: row t holds the policy's key and the N env
-    # keys of step t (a split inside the loop body would be two more hash kernels per step);
-    # likewise the env keys' own split and the resets, when the env allows it
+    # row t holds the policy's key and the N env keys of step t
     num_envs = loop.obs.shape[0]
     step_keys = jax.random.split(key, (num_steps, num_envs + 1))
-    act_keys, env_keys = step_keys[:, 0], step_keys[:, 1:]
-    if act_noise is not None:  # act_noise reads only the observations' shape
-        act_keys = jax.vmap(lambda k: act_noise(loop.obs, k))(act_keys)
-    if envs.can_presample_resets(env):
-        resets, env_keys = envs.presample_resets(env, env_params, env_keys), None
-    else:
-        resets = None
-    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, (act_keys, env_keys, resets), unroll=unroll)
+    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, (step_keys[:, 0], step_keys[:, 1:]), unroll=unroll)
     if normalize_obs:
         loop = loop.replace(obs_stats=stats.update(raw_obs))
         traj = traj.replace(next_obs=stats.normalize(traj.next_obs))

@@ -39,27 +39,29 @@ class Algorithm(Protocol):
     """What an algorithm provides. Its dataclass fields are its static settings.
 
     * ``HParams``: its dynamic hyperparameters (a :func:`purejaxpg.config.hparams` dataclass).
-    * optional ``episode_group_size`` (int): when set, every iteration starts from a fresh reset in
-      which each group of that many consecutive envs shares a reset key (episodic groups, GRPO).
+    * ``rollout_options``: a `purejaxpg.rollout.RolloutOptions`, what it asks of the rollout.
     * ``validate(spec, config)``: raise ``ConfigError`` for settings it cannot run (before compiling).
     * ``init(key, spec, hparams) -> learner_state``.
-    * ``act(learner_state, obs [N, ...], key) -> (action [N, ...], extras)``.
-    * optional ``act_noise(learner_state, obs, key) -> noise`` and ``act_from_noise(learner_state,
-      obs, noise) -> (action, extras)``, ``act`` split into its random draw (which may read only
-      ``obs``'s shape) and the rest, used when ``act_is_split`` is true; the rollout then draws a
-      whole batch's noise before its loop (`purejaxpg.algorithms.common.SamplesActions` provides
-      all of them, and turns the split off in a subclass that overrides ``act``).
+    * ``init_actor(learner_state, config, key) -> actor_state``: the actors' exploration state
+      (``()`` for none), carried by the rollout from step to step and across iterations.
+    * ``act(learner_state, obs [N, ...], key, actor_state) -> (action [N, ...], extras, actor_state)``.
     * ``update(learner_state, batch, key, hparams, progress) -> (learner_state, metrics)``, where
       ``batch`` is a :class:`purejaxpg.rollout.Transition` ``[T, N, ...]``, ``progress`` the
       fraction of iterations done before this one (for annealing), metrics a dict of scalars.
+
+    `purejaxpg.algorithms.common.PolicyAlgorithm` provides ``rollout_options``, ``init_actor``
+    and ``act`` for algorithms that sample from a `purejaxpg.networks` policy.
     """
 
     name: str
     HParams: type
+    rollout_options: rollout.RolloutOptions
 
     def validate(self, spec: envs.EnvSpec, config: TrainConfig) -> None: ...
     def init(self, key: jax.Array, spec: envs.EnvSpec, hparams: Any) -> Any: ...
-    def act(self, learner_state: Any, obs: jax.Array, key: jax.Array) -> tuple[jax.Array, Any]: ...
+    def init_actor(self, learner_state: Any, config: TrainConfig, key: jax.Array) -> Any: ...
+    def act(self, learner_state: Any, obs: jax.Array, key: jax.Array,
+            actor_state: Any) -> tuple[jax.Array, Any, Any]: ...
     def update(self, learner_state: Any, batch: rollout.Transition, key: jax.Array, hparams: Any,
                progress: jax.Array) -> tuple[Any, dict]: ...
 
@@ -121,24 +123,20 @@ class Trainer:
         env_key, learner_key, run_key = jax.random.split(key, 3)
         loop = envs.reset(self.env, self.env_params, self.spec, env_key, self.config.num_envs)
         learner = self.algo.init(learner_key, self.spec, hparams)
+        loop = loop.replace(actor=self.algo.init_actor(learner, self.config, jax.random.fold_in(learner_key, 1)))
         return RunnerState(learner, loop, run_key, jnp.asarray(0, jnp.int32))
 
     def step(self, runner: RunnerState, hparams: Any) -> tuple[RunnerState, dict]:
         cfg = self.config
         key, rollout_key, update_key, reset_key = jax.random.split(runner.key, 4)
         loop = runner.env
-        group_size = getattr(self.algo, "episode_group_size", None)
-        if group_size:  # episodic groups: every iteration starts from group-shared start states
-            loop = envs.reset(self.env, self.env_params, self.spec, reset_key, cfg.num_envs, group_size, loop)
-        if getattr(self.algo, "act_is_split", False):
-            act = lambda obs, noise: self.algo.act_from_noise(runner.learner, obs, noise)  # noqa: E731
-            act_noise = lambda obs, k: self.algo.act_noise(runner.learner, obs, k)  # noqa: E731
-        else:
-            act, act_noise = (lambda obs, k: self.algo.act(runner.learner, obs, k)), None
+        groups = self.algo.rollout_options.episodic_groups
+        if groups:  # every iteration starts from group-shared start states
+            loop = envs.reset(self.env, self.env_params, self.spec, reset_key, cfg.num_envs, groups, loop)
+        act = functools.partial(self.algo.act, runner.learner)
         loop, batch = rollout.collect(act, self.env, self.env_params, self.spec, loop, rollout_key,
                                       cfg.num_steps, cfg.normalize_obs,
-                                      reward_scale_gamma=cfg.reward_norm_gamma if cfg.normalize_rewards else None,
-                                      act_noise=act_noise)
+                                      reward_scale_gamma=cfg.reward_norm_gamma if cfg.normalize_rewards else None)
         progress = runner.iteration.astype(jnp.float32) / cfg.num_iterations
         learner, algo_metrics = self.algo.update(runner.learner, batch, update_key, hparams, progress)
         metrics = {

@@ -115,9 +115,9 @@ def test_devices_for_runs_is_the_largest_divisor_within_the_cores(runs, cores, w
     ("sweep", ["--random", "lr=loguniform:1e-4:1e-2", "--samples", "5", "--seeds", "2"], 10),
     ("sweep", ["--random", "lr=uniform:0:1"], None)])
 def test_the_command_line_reads_its_run_count_before_jax_starts(command, argv, runs):
-    from purejaxpg.__main__ import _runs_in_argv
+    from purejaxpg.cli.common import runs_in_argv
 
-    assert _runs_in_argv(command, argv) == runs
+    assert runs_in_argv(command, argv) == runs
 
 
 def test_runs_shard_splits_only_even_run_counts_over_several_devices():

@@ -33,7 +33,7 @@ def _random_act(spec):
         if spec.discrete:
             return jax.random.randint(key, (obs.shape[0],), 0, spec.num_actions), {}
         return jax.random.normal(key, (obs.shape[0], spec.action_dim)) * 3.0, {}
-    return act
+    return rollout.stateless(act)
 
 
 def test_pendulum_truncates_at_200_never_terminates():
@@ -50,46 +50,7 @@ def test_pendulum_truncates_at_200_never_terminates():
     np.testing.assert_allclose(np.asarray(traj.finished_return)[199], np.asarray(traj.reward)[:200].sum(0), rtol=1e-5)
 
 
-@pytest.mark.parametrize("env_id,num_steps", [("CartPole-v1", 60), ("Acrobot-v1", 520), ("Pendulum-v1", 210),
-                                              ("Breakout-MinAtar", 120), ("MountainCarContinuous-v0", 1010)])
-def test_presampled_resets_step_exactly_like_gymnax(env_id, num_steps):
-    """envs.step with resets drawn before the loop == envs.step calling gymnax's env.step, through episode ends."""
-    env, params, spec = envs.make(env_id)
-    assert envs.can_presample_resets(env)
-    num_envs = 3
-    loop = envs.reset(env, params, spec, jax.random.PRNGKey(0), num_envs)
-    act = _random_act(spec)
-    step_keys = jax.random.split(jax.random.PRNGKey(1), (num_steps, num_envs))
-    act_keys = jax.random.split(jax.random.PRNGKey(2), num_steps)
-
-    @jax.jit
-    def both(loop):
-        resets = envs.presample_resets(env, params, step_keys)
-        assert resets.step_key.shape[:2] == (num_steps, num_envs)
-
-        def one(loop, xs):
-            # both paths step the same state with the same action and key
-            keys, act_key, reset_t = xs
-            action, _ = act(loop.obs, act_key)
-            plain, out_plain = envs.step(env, params, spec, loop, action, keys)
-            pre, out_pre = envs.step(env, params, spec, loop, action, keys, reset_t)
-            return plain, (out_plain, out_pre, plain, pre)
-
-        return jax.lax.scan(one, loop, (step_keys, act_keys, resets))[1]
-
-    out_plain, out_pre, plain, pre = both(loop)
-    done = np.asarray(out_plain.done)
-    assert done.any(), "no episode ended: the reset path was not exercised"
-    for name in ("terminated", "truncated", "done", "finished_length"):
-        np.testing.assert_array_equal(getattr(out_pre, name), getattr(out_plain, name), err_msg=name)
-    # the states' dynamics may round differently in the two compiled graphs (fused multiply-adds)
-    for a, b in zip(jax.tree.leaves((out_pre, pre)), jax.tree.leaves((out_plain, plain))):
-        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-5, atol=1e-6)
-    # where an episode ended, both took the reset observation drawn from the same key, bit for bit
-    np.testing.assert_array_equal(np.asarray(pre.obs)[done], np.asarray(plain.obs)[done])
-
-
-def test_rollout_falls_back_to_env_step_for_a_custom_step():
+def test_rollout_steps_an_env_through_its_own_step():
     """An env whose class overrides step() is stepped through it (its own auto-reset is kept)."""
     env, params, spec = envs.make("CartPole-v1")
 
@@ -99,7 +60,6 @@ def test_rollout_falls_back_to_env_step_for_a_custom_step():
             return obs, state, reward * 2.0, terminated, truncated, info
 
     custom = CountingCartPole()
-    assert not envs.can_presample_resets(custom)
     loop = envs.reset(custom, params, spec, jax.random.PRNGKey(0), 2)
     _, traj = rollout.collect(_random_act(spec), custom, params, spec, loop, jax.random.PRNGKey(1), 5)
     np.testing.assert_array_equal(np.asarray(traj.reward), 2.0)
@@ -174,7 +134,8 @@ def test_rollout_normalises_with_frozen_statistics():
     def act(obs, key):
         return jnp.zeros((obs.shape[0], 1)), {"obs": obs}
 
-    new_loop, traj = rollout.collect(act, env, params, spec, loop, jax.random.PRNGKey(1), 16, normalize_obs=True)
+    new_loop, traj = rollout.collect(rollout.stateless(act), env, params, spec, loop, jax.random.PRNGKey(1), 16,
+                                     normalize_obs=True)
     # what the policy saw is exactly what the batch holds
     np.testing.assert_array_equal(traj.obs, traj.extras["obs"])
     # and the statistics were merged with the raw observations afterwards
@@ -203,39 +164,16 @@ def test_reward_scaling_matches_a_numpy_running_return():
     np.testing.assert_allclose(new_loop.discounted_return, running, rtol=1e-5)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_rollout_with_noise_drawn_before_the_loop_matches_keyed_acting(env_id):
-    """collect(act_from_noise, act_noise=...) == collect(act with keys): same actions, log-probs, batch."""
-    from purejaxpg import experiment
-    from purejaxpg.algorithms import common
-
-    algo, _, hp = experiment.build("ppo", env_id, {})
-    env, params, spec = envs.make(env_id)
-    state = algo.init(jax.random.PRNGKey(0), spec, hp)
-    assert isinstance(algo, common.SamplesActions)
-    loop = envs.reset(env, params, spec, jax.random.PRNGKey(1), 4)
-    keyed = rollout.collect(lambda o, k: algo.act(state, o, k), env, params, spec, loop, jax.random.PRNGKey(2), 64)
-    hoisted = rollout.collect(lambda o, n: algo.act_from_noise(state, o, n), env, params, spec, loop,
-                              jax.random.PRNGKey(2), 64, act_noise=lambda o, k: algo.act_noise(state, o, k))
-    # Gaussian actions: mean + std * eps rounds differently when eps is an input (a few ulps,
-    # then Pendulum's dynamics carry them); the wrong noise would differ by O(1)
-    for a, b in zip(jax.tree.leaves(keyed), jax.tree.leaves(hoisted)):
-        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64), rtol=1e-4, atol=1e-4)
-    if spec.discrete:
-        np.testing.assert_array_equal(keyed[1].action, hoisted[1].action)
-
-
 def test_a_subclass_that_overrides_act_is_stepped_with_its_act():
-    """The trainer's noise-ahead path must not bypass a user's own act (here: greedy actions)."""
+    """The trainer steps the environments with the algorithm's own act (here: greedy actions)."""
     from purejaxpg import experiment, train
     from purejaxpg.algorithms import PPO
 
     class GreedyPPO(PPO):
-        def act(self, state, obs, key):
+        def act(self, state, obs, key, actor_state=()):
             dist = state.dist(obs)
-            return dist.mode(), {"log_prob": dist.log_prob(dist.mode())}
+            return dist.mode(), {"log_prob": dist.log_prob(dist.mode())}, actor_state
 
-    assert PPO().act_is_split and not GreedyPPO().act_is_split
     _, config, hp = experiment.build("ppo", "CartPole-v1", {"num_envs": 2, "num_steps": 16,
                                                             "total_timesteps": 32})
     trainer = train.make_train(GreedyPPO(), config, hp)

@@ -129,7 +129,7 @@ def reinforce_samples(policy, params, env_id, key, num_episodes, horizon):
     and whether any episode ended within the horizon."""
     env, env_params, spec = envs.make(env_id)
     loop = envs.reset(env, env_params, spec, key, num_episodes)
-    _, batch = rollout.collect(lambda o, k: (policy.apply(params, o).sample(k), ()), env, env_params, spec,
+    _, batch = rollout.collect(rollout.stateless(lambda o, k: (policy.apply(params, o).sample(k), ())), env, env_params, spec,
                                loop, jax.random.fold_in(key, 1), horizon)
     reward_to_go = jnp.cumsum(batch.reward[::-1], axis=0)[::-1]  # [H, E]
     flat, unravel = ravel_pytree(params)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import _learning
 from purejaxpg import envs, features, networks, rollout
 from purejaxpg.algorithms import PPO, PPOHParams, common
 
@@ -231,7 +232,7 @@ def test_featurize_any_actor_critic_state_runs_ppo_update():
     """featurize() turns PPO's state into a linear policy over RBF features; an update runs on it."""
     env, env_params, spec = envs.make("CartPole-v1")
     algo = PPO(num_epochs=1, num_minibatches=2, hidden=(8,))
-    tx = common.adam(1.0, algo.adam_eps)
+    tx = common.optimizer("adam", 1.0, algo.adam_eps)
     phi = features.RBFFeatures.grid((-1, -1, -0.2, -1), (1, 1, 0.2, 1), num_per_dim=2, width=0.5)
     state = features.featurize(algo.init(jax.random.PRNGKey(0), spec, PPOHParams()), phi,
                                jax.random.PRNGKey(1), spec, tx=tx)
@@ -239,7 +240,7 @@ def test_featurize_any_actor_critic_state_runs_ppo_update():
     widths = [leaf.shape for leaf in jax.tree.leaves(head)]
     assert (16, 8) in widths  # the MLP now reads 16 RBF features, not the 4 raw observations
     loop = envs.reset(env, env_params, spec, jax.random.PRNGKey(2), 4)
-    _, batch = rollout.collect(lambda o, k: algo.act(state, o, k), env, env_params, spec, loop,
+    _, batch = rollout.collect(lambda o, k, a: algo.act(state, o, k, a), env, env_params, spec, loop,
                                jax.random.PRNGKey(3), 8)
     new_state, metrics = jax.jit(algo.update)(state, batch, jax.random.PRNGKey(4), PPOHParams(), 0.0)
     assert all(np.isfinite(float(v)) for v in metrics.values())
@@ -262,6 +263,5 @@ def test_linear_gaussian_over_a_fourier_basis_learns_pendulum_with_trpo():
     trainer = train.make_train(algo, config, hparams)
     policy_params = algo.init(jax.random.PRNGKey(0), trainer.spec, hparams).params["policy"]
     assert [leaf.shape for leaf in jax.tree.leaves(policy_params)] == [(1,), (64, 1), (1,)]  # bias, W, log std
-    out = train.run_chunked(trainer, train.seed_keys(0, 2), hparams)
-    final = results.final_returns(out.metrics)
-    assert np.all(final >= -350), final
+    out = train.run_chunked(trainer, _learning.seed_keys(2), hparams)
+    _learning.check(results.final_returns(out.metrics), every_seed_above=-400, mean_above=-300)

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+import _learning
 from purejaxpg import natural, networks, results, train
 from purejaxpg.algorithms.nac import NAC, NACHParams, compatible_natural_gradient, score_matrix
 from purejaxpg.config import TrainConfig
@@ -174,9 +175,8 @@ def test_nac_update_moves_along_w_and_respects_the_kl_model():
 @pytest.mark.learning
 def test_nac_learns_cartpole():
     algo = NAC(hidden=(16,))
-    # 1e5 steps: seeds 0-7 end between 214 and 500; at 6e4 one of them (seed 1) was still at 85
+    # 1e5 steps (random policy: 22)
     config = TrainConfig("CartPole-v1", num_envs=8, num_steps=256, total_timesteps=100_000)
     hparams = NACHParams(max_kl=0.02)
-    out = train.run_chunked(train.make_train(algo, config, hparams), train.seed_keys(0, 2), hparams)
-    final = results.final_returns(out.metrics)
-    assert np.all(final >= 150), final
+    out = train.run_chunked(train.make_train(algo, config, hparams), _learning.seed_keys(2), hparams)
+    _learning.check(results.final_returns(out.metrics), every_seed_above=250, mean_above=350)

@@ -10,6 +10,7 @@ import pytest
 
 from purejaxpg import envs, networks
 from purejaxpg.algorithms import common
+from purejaxpg.algorithms.ppo import PPO
 
 
 @pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 7), (1, 1)])
@@ -34,7 +35,7 @@ def test_vmapped_init_has_no_lapack_custom_call():
     _, _, spec = envs.make("CartPole-v1")
 
     def init(key):
-        return common.init_actor_critic(key, spec, (64, 64), "tanh", 0.0, common.adam(0.5)).params
+        return common.init_actor_critic(key, spec, PPO(), common.optimizer("adam", 0.5)).params
 
     def lapack_calls(fn):
         hlo = jax.jit(jax.vmap(fn)).lower(jax.random.split(jax.random.PRNGKey(0), 4)).compile().as_text()

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
+import _learning
 from purejaxpg import experiment, networks, results, train
 from purejaxpg.algorithms import common
 from purejaxpg.algorithms.reinforce import (Reinforce, ReinforceBaseline, ReinforceBaselineHParams,
@@ -298,9 +299,9 @@ def test_presets_by_name():
 LEARN = TrainConfig("CartPole-v1", num_envs=8, num_steps=500, total_timesteps=80_000)
 
 
-def _learn(algo, hparams, config=LEARN, seeds=3):
+def _learn(algo, hparams, config=LEARN, seeds=8):
     t0 = time.perf_counter()
-    out = train.run_chunked(train.make_train(algo, config, hparams), train.seed_keys(0, seeds), hparams)
+    out = train.run_chunked(train.make_train(algo, config, hparams), _learning.seed_keys(seeds), hparams)
     final = results.final_returns(out.metrics, fraction=0.2)
     print(f"\n{algo.name}: final returns {np.round(final, 1)} after {config.total_timesteps} steps, "
           f"{time.perf_counter() - t0:.1f} s (compile {out.compile_seconds:.1f} s)")
@@ -311,7 +312,7 @@ def _learn(algo, hparams, config=LEARN, seeds=3):
 def learned():
     """Textbook comparison at the same budget, seeds and policy learning rate: A_t = G_t against
     A_t = G_t - V(s_t), no normalisation in either (normalising subtracts the batch mean, itself a
-    baseline). Over 9 seeds: REINFORCE 273 +- 130, with baseline 451 +- 50."""
+    baseline). Over 12 seeds: REINFORCE 121-470 (mean 240), with the baseline 372-500 (mean 473)."""
     plain = _learn(Reinforce(), ReinforceHParams(lr=1e-2))
     based = _learn(ReinforceBaseline(critic_epochs=5), ReinforceBaselineHParams(lr=1e-2, critic_lr=1e-2))
     return plain, based
@@ -320,14 +321,13 @@ def learned():
 @pytest.mark.learning
 def test_reinforce_improves_on_cartpole(learned):
     plain, _ = learned
-    assert np.all(plain > 100)
+    _learning.check(plain, every_seed_above=60, mean_above=150)
 
 
 @pytest.mark.learning
 def test_reinforce_baseline_beats_reinforce_on_cartpole(learned):
     plain, based = learned
-    assert np.all(based > 200)
-    assert based.mean() > plain.mean() + 50
+    _learning.check(based, every_seed_above=250, mean_above=plain.mean() + 100)
 
 
 @pytest.mark.slow

@@ -45,7 +45,7 @@ def _batch_with_reward_scale(env_id: str, scale: float):
     config = TrainConfig(env_id=env_id, num_envs=4, num_steps=32, total_timesteps=128)
     trainer = train.make_train(algo, config, PPOHParams())
     runner = trainer.init(jax.random.PRNGKey(0), PPOHParams())
-    act = lambda obs, k: algo.act(runner.learner, obs, k)  # noqa: E731
+    act = lambda obs, k, a: algo.act(runner.learner, obs, k, a)  # noqa: E731
     _, batch = rollout.collect(act, trainer.env, trainer.env_params, trainer.spec, runner.env,
                                jax.random.PRNGKey(1), 32)
     return algo, runner, batch.replace(reward=batch.reward * scale)

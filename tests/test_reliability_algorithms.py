@@ -103,7 +103,7 @@ def _scaled_update(algo_name: str, env_id: str):
         if group_size:
             loop = envs.reset(trainer.env, trainer.env_params, trainer.spec, reset_key, config.num_envs,
                               group_size, loop)
-        act = lambda obs, k: algo.act(runner.learner, obs, k)  # noqa: E731
+        act = lambda obs, k, a: algo.act(runner.learner, obs, k, a)  # noqa: E731
         _, batch = rollout.collect(act, trainer.env, trainer.env_params, trainer.spec, loop, rollout_key,
                                    config.num_steps)
         learner, metrics = algo.update(runner.learner, batch.replace(reward=batch.reward * scale), update_key,

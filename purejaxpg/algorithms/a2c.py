@@ -67,24 +67,11 @@ from purejaxpg.networks import MLP, _flatten_obs
 
 CRITICS = ("v", "q")
 ADVANTAGES = ("gae", "nstep", "td", "td_lambda_traces")
-OPTIMIZERS = ("adam", "rmsprop")
 
 
 # --------------------------------------------------------------------------------------------
 # General pieces (candidates for common.py / networks.py)
 # --------------------------------------------------------------------------------------------
-
-
-def rmsprop(max_grad_norm: jax.Array | float | None = None, decay: float = 0.99,
-            eps: float = 1e-5) -> optax.GradientTransformation:
-    """RMSprop direction g / (sqrt(v) + eps), v <- decay v + (1 - decay) g^2 (PyTorch's form, v_0 = 0),
-    optionally after a global-norm gradient clip. The learning rate is applied by
-    ``common.apply_updates``, as for :func:`purejaxpg.algorithms.common.adam`.
-    """
-    parts = [optax.scale_by_rms(decay=decay, eps=eps, eps_in_sqrt=False)]
-    if max_grad_norm is not None:
-        parts.insert(0, optax.clip_by_global_norm(max_grad_norm))
-    return optax.chain(*parts)
 
 
 class ActionValueCritic(nn.Module):
@@ -98,7 +85,6 @@ class ActionValueCritic(nn.Module):
     obs_ndim: int
     num_actions: int = 0
     hidden: Sequence[int] = (64, 64)
-    activation: str = "tanh"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
@@ -107,18 +93,6 @@ class ActionValueCritic(nn.Module):
             return MLP(self.hidden, self.num_actions, self.activation, 1.0)(x)
         x = jnp.concatenate([x, action.astype(x.dtype)], axis=-1)
         return MLP(self.hidden, 1, self.activation, 1.0)(x)[..., 0]
-
-
-def apply_updates_per_part(tx: optax.GradientTransformation, grads: dict, opt_state: Any, params: dict,
-                           lrs: dict) -> tuple[dict, Any, jax.Array]:
-    """``common.apply_updates`` with one learning rate per top-level part of ``params``.
-
-    params[k] - lrs[k] * tx(grads)[k] for every key k (e.g. {"policy": ..., "critic": ...}); one
-    optimiser state over all parts. Returns (params, opt_state, global norm of grads).
-    """
-    updates, opt_state = tx.update(grads, opt_state, params)
-    params = {k: jax.tree.map(lambda p, u, lr=lrs[k]: p - lr * u, params[k], updates[k]) for k in params}
-    return params, opt_state, optax.tree.norm(grads)
 
 
 def eligibility_trace_sum(grad_fn: Callable[[Any, Any], Any], params: Any, inputs: Any, deltas: jax.Array,
@@ -165,7 +139,7 @@ def eligibility_trace_sum(grad_fn: Callable[[Any, Any], Any], params: Any, input
 
 
 @hparams
-class A2CHParams:
+class A2CHParams(common.ActorCriticHParams):
     """Dynamic hyperparameters of A2C (arrays; vmap over them for sweeps).
 
     Defaults are those of Stable-Baselines3's A2C (lr 7e-4, lambda 1, no entropy bonus, value
@@ -173,18 +147,14 @@ class A2CHParams:
     """
 
     lr: float = hp(7e-4, low=0.0, low_open=True, doc="Learning rate (initial, when annealed).")
-    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
     gae_lambda: float = hp(1.0, low=0.0, high=1.0, doc="GAE lambda; also the trace decay of td_lambda_traces.")
-    ent_coef: float = hp(0.0, low=0.0, doc="Entropy bonus coefficient.")
-    vf_coef: float = hp(0.5, low=0.0, doc="Critic loss coefficient.")
-    max_grad_norm: float = hp(0.5, low=0.0, low_open=True, doc="Global-norm gradient clip.")
     policy_lr_scale: float = hp(1.0, low=0.0, low_open=True,
                                 doc="Policy learning rate = lr * policy_lr_scale; < 1 makes the critic the faster "
                                     "learner (two time-scales; about 0.1 for critic='q').")
 
 
 @dataclasses.dataclass(frozen=True)
-class A2C(common.SamplesActions):
+class A2C(common.PolicyAlgorithm):
     """Synchronous advantage actor-critic and its variants; the fields are its static settings.
 
     Attributes:
@@ -193,37 +163,27 @@ class A2C(common.SamplesActions):
       n_step: n of the n-step targets (advantage="nstep").
       q_baseline: with critic="q", weight the policy gradient by Q(s, a) - V_Q(s) instead of Q(s, a).
       optimizer: "adam" or "rmsprop" (decay 0.99), both after a global-norm clip.
-      opt_eps: the optimiser's epsilon.
       anneal_lr: linearly anneal the learning rate to 0 over the run.
       normalize_advantages: standardise A_t over the batch (not with td_lambda_traces, whose
         backward view never holds all A_t at once).
-      hidden, activation: MLP shape of both the actor and the critic.
-      log_std_init: initial log std of a Gaussian policy.
+      hidden, activation, log_std_init, use_sde, sde_sample_freq: the policy (`common.PolicyAlgorithm`);
+        the critic has the same MLP shape.
     """
 
     name: ClassVar[str] = "a2c"
     HParams: ClassVar[type] = A2CHParams
-    discrete: ClassVar[bool | None] = None
-    PRESETS: ClassVar[dict] = {
-        # rl-baselines3-zoo's a2c CartPole-v1 settings (8 envs x 5 steps, 5e5 steps), with Adam
-        "CartPole-v1": dict(num_envs=8, num_steps=5, total_timesteps=500_000),
-    }
 
     critic: str = "v"
     advantage: str = "gae"
     n_step: int = 5
     q_baseline: bool = True
     optimizer: str = "adam"
-    opt_eps: float = 1e-5
     anneal_lr: bool = False
     normalize_advantages: bool = False
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    log_std_init: float = 0.0
 
     def __post_init__(self):
         for field, value, allowed in (("critic", self.critic, CRITICS), ("advantage", self.advantage, ADVANTAGES),
-                                      ("optimizer", self.optimizer, OPTIMIZERS)):
+                                      ("optimizer", self.optimizer, common.OPTIMIZERS)):
             if value not in allowed:
                 raise ConfigError(f"{field}={value!r} is not an option of a2c; choose one of "
                                   f"{', '.join(repr(a) for a in allowed)}.")
@@ -238,21 +198,19 @@ class A2C(common.SamplesActions):
                               "is the same update, or set normalize_advantages=False.")
 
     def validate(self, spec, config) -> None:
-        common.check_action_space(self.name, spec, self.discrete)
+        self.check_policy(spec, config)
 
     # ---- state and acting ----
 
     def _tx(self, max_grad_norm):
-        if self.optimizer == "rmsprop":
-            return rmsprop(max_grad_norm, eps=self.opt_eps)
-        return common.adam(max_grad_norm, self.opt_eps)
+        return common.optimizer(self.optimizer, max_grad_norm, self.adam_eps)
 
     def init(self, key, spec: envs.EnvSpec, hparams: A2CHParams) -> common.ActorCriticState:
         tx = self._tx(1.0)
         if self.critic == "v":
-            return common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init, tx)
+            return common.init_actor_critic(key, spec, self, tx)
         policy_key, critic_key = jax.random.split(key)
-        state = common.init_actor_critic(policy_key, spec, self.hidden, self.activation, self.log_std_init, tx,
+        state = common.init_actor_critic(policy_key, spec, self, tx,
                                          with_critic=False)
         q_critic = ActionValueCritic(len(spec.obs_shape), spec.num_actions if spec.discrete else 0,
                                      tuple(self.hidden), self.activation)
@@ -367,6 +325,6 @@ class A2C(common.SamplesActions):
         grads, metrics = self.gradient(state, batch, key, hparams)
         lr = hparams.lr * (1.0 - progress) if self.anneal_lr else hparams.lr
         lrs = {"policy": lr * hparams.policy_lr_scale, "critic": lr}
-        params, opt_state, grad_norm = apply_updates_per_part(self._tx(hparams.max_grad_norm), grads,
+        params, opt_state, grad_norm = common.apply_gradients(self._tx(hparams.max_grad_norm), grads,
                                                               state.opt_state, state.params, lrs)
         return state.replace(params=params, opt_state=opt_state), {**metrics, "grad_norm": grad_norm, "lr": lr}

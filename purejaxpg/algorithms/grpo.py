@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from purejaxpg import objectives, returns
+from purejaxpg import objectives, returns, rollout
 from purejaxpg.algorithms import common
 from purejaxpg.config import ConfigError, hp, hparams
 
@@ -176,7 +176,7 @@ class GRPOState:
 
 
 @dataclasses.dataclass(frozen=True)
-class GRPO(common.SamplesActions):
+class GRPO(common.PolicyAlgorithm):
     """GRPO on episodic groups; the fields are its static settings.
 
     Attributes:
@@ -187,11 +187,9 @@ class GRPO(common.SamplesActions):
         al.: mean over episodes of the mean over their steps).
       num_epochs: passes over the batch per iteration.
       num_minibatches: minibatches per pass (1 = full-batch steps); must divide num_envs * num_steps.
-      hidden, activation: MLP shape of the policy.
+      hidden, activation, log_std_init, use_sde, sde_sample_freq: the policy (`common.PolicyAlgorithm`).
       anneal_lr: linearly anneal the learning rate to 0 over the run.
       adv_eps: eps of the group standardisation.
-      log_std_init: initial log std of a Gaussian policy.
-      adam_eps: Adam's epsilon.
 
     Metrics: ``group_return`` (mean first-episode return R_i of the batch), ``degenerate_groups``
     (fraction of groups whose returns are all equal, hence zero advantages), ``valid_fraction``
@@ -201,31 +199,17 @@ class GRPO(common.SamplesActions):
 
     name: ClassVar[str] = "grpo"
     HParams: ClassVar[type] = GRPOHParams
-    discrete: ClassVar[bool | None] = None  # both action kinds
-    #: env_id -> settings applied before the caller's overrides
-    PRESETS: ClassVar[dict] = {
-        # CartPole lr 2e-3: a sweep of lr x beta on seeds 0-7 (`purejaxpg.sweep.run`) left two seeds
-        # below 475 at 1e-3 after 6.4e5 steps and none at 2e-3 (worst 493.8)
-        "CartPole-v1": dict(num_envs=32, num_steps=500, total_timesteps=640_000, episode_group_size=8,
-                            num_epochs=8, num_minibatches=4, lr=2e-3, ref_update_interval=5),
-        "Pendulum-v1": dict(num_envs=64, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
-                            episode_group_size=8, num_epochs=8, num_minibatches=4, lr=3e-3, ref_update_interval=5),
-    }
 
     episode_group_size: int = 8
     ref_update_interval: int = 5
     loss_aggregation: str = "step"
     num_epochs: int = 4
     num_minibatches: int = 4
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     anneal_lr: bool = False
     adv_eps: float = 1e-8
-    log_std_init: float = 0.0
-    adam_eps: float = 1e-5
 
     def validate(self, spec, config) -> None:
-        common.check_action_space(self.name, spec, self.discrete)
+        self.check_policy(spec, config)
         g = self.episode_group_size
         if isinstance(g, bool) or not isinstance(g, int) or g < 2:
             raise ConfigError(f"episode_group_size={g!r} must be an integer >= 2: GRPO compares the returns of "
@@ -246,9 +230,14 @@ class GRPO(common.SamplesActions):
         common.check_minibatches(config, self.num_minibatches)
 
     def init(self, key, spec, hparams: GRPOHParams) -> GRPOState:
-        actor_critic = common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
-                                                common.adam(1.0, self.adam_eps), with_critic=False)
+        actor_critic = common.init_actor_critic(key, spec, self,
+                                                common.optimizer("adam", 1.0, self.adam_eps), with_critic=False)
         return GRPOState(actor_critic, actor_critic.params["policy"], jnp.asarray(0, jnp.int32))
+
+    @property
+    def rollout_options(self) -> rollout.RolloutOptions:
+        """Every iteration starts from fresh group-shared start states."""
+        return rollout.RolloutOptions(episodic_groups=self.episode_group_size)
 
     def policy_state(self, state: GRPOState) -> common.ActorCriticState:
         return state.actor_critic
@@ -301,16 +290,9 @@ class GRPO(common.SamplesActions):
         # each minibatch is normalised by its share of the batch's weight (an unbiased piece of the full loss)
         total_weight = jnp.sum(scored["weight"]) / self.num_minibatches
         lr = common.annealed_lr(hparams.lr, progress, self.anneal_lr)
-        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
-
-        def minibatch_update(carry, minibatch):
-            params, opt_state = carry
-            grads, metrics = jax.grad(self.loss, has_aux=True)(params, ac, minibatch, total_weight, hparams)
-            params, opt_state, grad_norm = common.apply_updates(tx, grads, opt_state, params, lr)
-            return (params, opt_state), {**metrics, "grad_norm": grad_norm}
-
-        (params, opt_state), metrics = common.minibatch_epochs(
-            key, data, (ac.params, ac.opt_state), self.num_epochs, self.num_minibatches, minibatch_update)
+        params, opt_state, metrics = common.minibatch_sgd(
+            key, data, ac.params, ac.opt_state, lambda p, mb: self.loss(p, ac, mb, total_weight, hparams),
+            common.optimizer("adam", hparams.max_grad_norm, self.adam_eps), lr, self.num_epochs, self.num_minibatches)
         group_returns = scored["episode_return"].reshape(-1, self.episode_group_size)
         new_state = GRPOState(ac.replace(params=params, opt_state=opt_state), ref_policy, state.iteration + 1)
         return new_state, {

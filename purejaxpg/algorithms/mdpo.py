@@ -49,21 +49,16 @@ def mirror_descent_step_size(progress: jax.Array, min_step_size: jax.Array) -> j
 
 
 @hparams
-class MDPOHParams:
+class MDPOHParams(common.ActorCriticHParams):
     """Dynamic hyperparameters of on-policy MDPO (arrays; vmap over them for sweeps)."""
 
     lr: float = hp(3e-4, low=0.0, low_open=True, doc="Adam learning rate of the m full-batch steps.")
-    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
-    gae_lambda: float = hp(0.95, low=0.0, high=1.0, doc="GAE lambda.")
     min_step_size: float = hp(1e-2, low=0.0, low_open=True, high=1.0,
                               doc="Floor of the step size t_k = 1 - k/K (the KL weight 1/t_k is at most its inverse).")
-    ent_coef: float = hp(0.0, low=0.0, doc="Entropy bonus coefficient.")
-    vf_coef: float = hp(0.5, low=0.0, doc="Value loss coefficient.")
-    max_grad_norm: float = hp(0.5, low=0.0, low_open=True, doc="Global-norm gradient clip.")
 
 
 @dataclasses.dataclass(frozen=True)
-class MDPO(common.SamplesActions):
+class MDPO(common.PolicyAlgorithm):
     """On-policy MDPO; the fields are its static settings.
 
     Attributes:
@@ -71,10 +66,9 @@ class MDPO(common.SamplesActions):
       anneal_step_size: t_k = 1 - k/K (the paper's schedule); False keeps t_k = 1.
       anneal_lr: linearly anneal Adam's learning rate to 0 over the run (as PPO's, and the
         baselines PPO code the paper's on-policy MDPO is built on).
-      hidden, activation: MLP shape of both the actor and the critic.
+      hidden, activation, log_std_init, use_sde, sde_sample_freq: the policy (`common.PolicyAlgorithm`);
+        the critic has the same MLP shape.
       normalize_advantages: standardise advantages over the batch.
-      log_std_init: initial log std of a Gaussian policy.
-      adam_eps: Adam's epsilon.
 
     Metrics: ``step_size`` (t_k), ``kl_weight`` (1 / t_k), ``lr``, ``kl`` (mean KL(pi_{k+1} || pi_k) of the
     whole update), ``policy_loss`` (surrogate + KL / t_k), ``value_loss``, ``entropy``, ``grad_norm``
@@ -83,35 +77,21 @@ class MDPO(common.SamplesActions):
 
     name: ClassVar[str] = "mdpo"
     HParams: ClassVar[type] = MDPOHParams
-    discrete: ClassVar[bool | None] = None  # both action kinds
-    #: env_id -> settings applied before the caller's overrides
-    PRESETS: ClassVar[dict] = {
-        # CartPole: lr 2e-3 annealed to 0; with a constant lr, seeds 0-7 ended as low as 354 (3e5)
-        # and 178 (5e5) after collapsing late (an 8-seed lr sweep, `purejaxpg.sweep.run`)
-        "CartPole-v1": dict(num_envs=8, num_steps=128, total_timesteps=300_000, num_sgd_steps=10, lr=2e-3,
-                            anneal_lr=True),
-        "Pendulum-v1": dict(num_envs=16, num_steps=256, total_timesteps=500_000, normalize_obs=True,
-                            num_sgd_steps=20, lr=3e-3, gamma=0.95, gae_lambda=0.95),
-    }
 
     num_sgd_steps: int = 10
     anneal_step_size: bool = True
     anneal_lr: bool = False
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     normalize_advantages: bool = True
-    log_std_init: float = 0.0
-    adam_eps: float = 1e-5
 
     def validate(self, spec, config) -> None:
-        common.check_action_space(self.name, spec, self.discrete)
         if not isinstance(self.num_sgd_steps, int) or self.num_sgd_steps < 1:
             raise ConfigError(f"num_sgd_steps={self.num_sgd_steps!r} must be a positive integer "
                               "(Tomar et al. use 5-10 full-batch steps per iteration).")
+        self.check_policy(spec, config)
 
     def init(self, key, spec, hparams: MDPOHParams) -> common.ActorCriticState:
-        return common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
-                                        common.adam(1.0, self.adam_eps))
+        return common.init_actor_critic(key, spec, self,
+                                        common.optimizer("adam", 1.0, self.adam_eps))
 
     def loss(self, params, state: common.ActorCriticState, data: dict, step_size, hparams: MDPOHParams):
         """MDPO loss on a batch ``{obs, action, log_prob, old_dist, advantage, target}`` (leaves ``[T, N, ...]``).
@@ -138,17 +118,11 @@ class MDPO(common.SamplesActions):
             step_size = mirror_descent_step_size(progress, hparams.min_step_size)
         else:
             step_size = jnp.ones((), jnp.float32)
-        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
+        tx = common.optimizer("adam", hparams.max_grad_norm, self.adam_eps)
         lr = common.annealed_lr(hparams.lr, progress, self.anneal_lr)
-
-        def sgd_step(carry, _):
-            params, opt_state = carry
-            grads, metrics = jax.grad(self.loss, has_aux=True)(params, state, data, step_size, hparams)
-            params, opt_state, grad_norm = common.apply_updates(tx, grads, opt_state, params, lr)
-            return (params, opt_state), {**metrics, "grad_norm": grad_norm}
-
-        (params, opt_state), metrics = jax.lax.scan(sgd_step, (state.params, state.opt_state), None,
-                                                    length=self.num_sgd_steps)
+        step = common.gradient_step(lambda p, batch: self.loss(p, state, batch, step_size, hparams), tx, lr)
+        (params, opt_state), metrics = jax.lax.scan(lambda carry, _: step(carry, data), (state.params, state.opt_state),
+                                                    None, length=self.num_sgd_steps)
         metrics = jax.tree.map(jnp.mean, metrics)
         kl = jnp.mean(state.dist(batch.obs, params).kl(old_dist))  # KL(pi_{k+1} || pi_k) of the whole update
         return state.replace(params=params, opt_state=opt_state), {

@@ -40,7 +40,6 @@ from jax.flatten_util import ravel_pytree
 from purejaxpg import features as feature_maps
 from purejaxpg import natural, returns
 from purejaxpg.algorithms import common
-from purejaxpg.algorithms.trpo import check_critic_minibatches, fit_critic, init_critic_optimizer
 from purejaxpg.config import hp, hparams
 
 __all__ = ["NAC", "NACHParams", "compatible_natural_gradient", "score_matrix"]
@@ -116,7 +115,7 @@ class NACHParams:
 
 
 @dataclasses.dataclass(frozen=True)
-class NAC(common.SamplesActions):
+class NAC(common.PolicyAlgorithm):
     """Natural actor-critic with a least-squares compatible critic; the fields are its static settings.
 
     Attributes:
@@ -127,20 +126,12 @@ class NAC(common.SamplesActions):
       hidden, activation: policy MLP (``hidden=()``: a linear policy); P parameters give a
         ``[B, P]`` score matrix, so keep the policy small.
       critic_hidden: V critic MLP (default (64, 64)).
-      log_std_init: initial log std of a Gaussian policy.
       normalize_advantages: standardise the advantages over the batch before the fit.
-      adam_eps: the critic's Adam epsilon.
       features: optional feature map in front of the policy (see `purejaxpg.features`).
     """
 
     name: ClassVar[str] = "nac"
     HParams: ClassVar[type] = NACHParams
-    discrete: ClassVar[bool | None] = None
-    PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=100_000),
-        "Pendulum-v1": dict(num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
-                            gamma=0.95, critic_lr=3e-3),
-    }
 
     normalize_step: bool = True
     use_critic: bool = True
@@ -148,31 +139,28 @@ class NAC(common.SamplesActions):
     critic_epochs: int = 10
     critic_minibatches: int = 8
     hidden: tuple[int, ...] = (32, 32)
-    activation: str = "tanh"
     critic_hidden: tuple[int, ...] = (64, 64)
-    log_std_init: float = 0.0
     normalize_advantages: bool = True
-    adam_eps: float = 1e-5
     features: Any = None
 
     def validate(self, spec, config) -> None:
-        common.check_action_space(self.name, spec, self.discrete)
+        self.check_policy(spec, config)
         if self.use_critic:
-            check_critic_minibatches(config, self.critic_minibatches)
+            common.check_minibatches(config, self.critic_minibatches, "critic_minibatches")
 
     def _critic_tx(self):
-        return common.adam(None, self.adam_eps)
+        return common.optimizer("adam", None, self.adam_eps)
 
     def init(self, key, spec, hparams) -> common.ActorCriticState:
         state_key, feature_key = jax.random.split(key)
-        state = common.init_actor_critic(state_key, spec, self.hidden, self.activation, self.log_std_init,
+        state = common.init_actor_critic(state_key, spec, self,
                                          self._critic_tx(), with_critic=self.use_critic,
                                          critic_hidden=self.critic_hidden)
         if self.features is not None:
             state = feature_maps.featurize(state, self.features, feature_key, spec)
         if not self.use_critic:
             return state.replace(opt_state=None)
-        return init_critic_optimizer(state, self._critic_tx())
+        return state.replace(opt_state=self._critic_tx().init(state.params["critic"]))
 
     def update(self, state: common.ActorCriticState, batch, key, hparams: NACHParams, progress):
         if self.use_critic:
@@ -216,9 +204,9 @@ class NAC(common.SamplesActions):
         }
         params = {**state.params, "policy": new_theta}
         if self.use_critic:
-            critic_params, opt_state, value_loss = fit_critic(
-                state, {"obs": obs, "target": data["target"]}, key, hparams.critic_lr, self.critic_epochs,
-                self.critic_minibatches, self.adam_eps)
+            critic_params, opt_state, value_loss = common.fit_critic(
+                state, {"obs": obs, "target": data["target"]}, key, self._critic_tx(), hparams.critic_lr,
+                self.critic_epochs, self.critic_minibatches)
             params["critic"] = critic_params
             state = state.replace(opt_state=opt_state)
             metrics["value_loss"] = value_loss

@@ -25,65 +25,44 @@ from purejaxpg.config import hp, hparams
 
 
 @hparams
-class PPOHParams:
-    """Dynamic hyperparameters of PPO (arrays; vmap over them for sweeps)."""
+class PPOHParams(common.ActorCriticHParams):
+    """Dynamic hyperparameters of PPO (arrays; vmap over them for sweeps): the actor-critic ones
+    with an entropy bonus of 0.01 by default, plus the clip."""
 
-    lr: float = hp(2.5e-4, low=0.0, low_open=True, doc="Adam learning rate (initial, when annealed).")
-    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
-    gae_lambda: float = hp(0.95, low=0.0, high=1.0, doc="GAE lambda.")
-    clip_eps: float = hp(0.2, low=0.0, low_open=True, doc="Ratio clip epsilon (also the value clip).")
     ent_coef: float = hp(0.01, low=0.0, doc="Entropy bonus coefficient.")
-    vf_coef: float = hp(0.5, low=0.0, doc="Value loss coefficient.")
-    max_grad_norm: float = hp(0.5, low=0.0, low_open=True, doc="Global-norm gradient clip.")
+    clip_eps: float = hp(0.2, low=0.0, low_open=True, doc="Ratio clip epsilon (also the value clip).")
 
 
 @dataclasses.dataclass(frozen=True)
-class PPO(common.SamplesActions):
+class PPO(common.PolicyAlgorithm):
     """PPO-Clip; the fields are its static settings.
 
     Attributes:
       num_epochs: passes over the batch per iteration.
       num_minibatches: minibatches per pass; must divide num_envs * num_steps.
-      hidden, activation: MLP shape of both the actor and the critic.
+      hidden, activation, log_std_init, use_sde, sde_sample_freq: the policy (`common.PolicyAlgorithm`);
+        the critic has the same MLP shape.
       anneal_lr: linearly anneal the learning rate to 0 over the run.
       normalize_advantages: standardise advantages within each minibatch.
       clip_value_loss: PPO's clipped value loss around the rollout-time values.
-      log_std_init: initial log std of a Gaussian policy.
-      adam_eps: Adam's epsilon.
     """
 
     name: ClassVar[str] = "ppo"
     HParams: ClassVar[type] = PPOHParams
-    discrete: ClassVar[bool | None] = None  # both action kinds
-    #: env_id -> settings applied before the caller's overrides (defaults: the classic CartPole config).
-    #: Pendulum: the shape of shared/REFERENCES.md's one-seed config (100 x 100, 10 x 10 epochs,
-    #: observation normalisation, entropy 0) with gamma 0.95 and lr 3e-4 instead of 0.995 and 1e-3:
-    #: over 8 seeds, 0.995 / 1e-3 left two seeds near -600, and a gamma x lr sweep
-    #: (`purejaxpg.sweep.run`) gave 0.95 / 3e-4 the best mean and worst seed.
-    PRESETS: ClassVar[dict] = {
-        "Pendulum-v1": dict(num_envs=100, num_steps=100, total_timesteps=1_000_000, normalize_obs=True,
-                            normalize_rewards=True,
-                            num_epochs=10, num_minibatches=10, lr=3e-4, gamma=0.95, gae_lambda=0.95,
-                            clip_eps=0.2, ent_coef=0.0, anneal_lr=False),
-    }
 
     num_epochs: int = 4
     num_minibatches: int = 4
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     anneal_lr: bool = True
     normalize_advantages: bool = True
     clip_value_loss: bool = True
-    log_std_init: float = 0.0
-    adam_eps: float = 1e-5
 
     def validate(self, spec, config) -> None:
-        common.check_action_space(self.name, spec, self.discrete)
+        self.check_policy(spec, config)
         common.check_minibatches(config, self.num_minibatches)
 
     def init(self, key, spec, hparams: PPOHParams) -> common.ActorCriticState:
-        return common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
-                                        common.adam(1.0, self.adam_eps))
+        return common.init_actor_critic(key, spec, self,
+                                        common.optimizer("adam", 1.0, self.adam_eps))
 
     def loss(self, params, state: common.ActorCriticState, minibatch: dict, hparams: PPOHParams):
         """PPO-Clip loss on a flat minibatch ``{obs, action, log_prob, advantage, target, value}``."""
@@ -119,5 +98,5 @@ class PPO(common.SamplesActions):
         lr = common.annealed_lr(hparams.lr, progress, self.anneal_lr)
         params, opt_state, metrics = common.minibatch_sgd(
             key, data, state.params, state.opt_state, lambda p, mb: self.loss(p, state, mb, hparams),
-            self.num_epochs, self.num_minibatches, lr, hparams.max_grad_norm, self.adam_eps)
+            common.optimizer("adam", hparams.max_grad_norm, self.adam_eps), lr, self.num_epochs, self.num_minibatches)
         return state.replace(params=params, opt_state=opt_state), {**metrics, "lr": lr}

@@ -35,22 +35,18 @@ OBJECTIVES = ("adaptive", "fixed")
 
 
 @hparams
-class PPOKLHParams:
+class PPOKLHParams(common.ActorCriticHParams):
     """Dynamic hyperparameters of PPO with a KL penalty (arrays; vmap over them for sweeps)."""
 
-    lr: float = hp(2.5e-4, low=0.0, low_open=True, doc="Adam learning rate (initial, when annealed).")
-    gamma: float = hp(0.99, low=0.0, high=1.0, doc="Discount factor.")
-    gae_lambda: float = hp(0.95, low=0.0, high=1.0, doc="GAE lambda.")
     beta_init: float = hp(1.0, low=0.0, doc="Initial KL-penalty coefficient beta (the fixed one when "
                                             "objective='fixed').")
     kl_target: float = hp(0.01, low=0.0, low_open=True, doc="Target KL d_targ of the adaptive rule "
                                                            "(Schulman et al. try 0.003, 0.01, 0.03).")
-    beta_min: float = hp(1e-4, low=0.0, low_open=True, doc="Lower bound of the adapted beta (halving never "
-                                                          "underflows to 0, from which doubling could not recover).")
+    beta_min: float = hp(1e-2, low=0.0, low_open=True,
+                         doc="Lower bound of the adapted beta. Near 0 the objective is the unclipped surrogate and a "
+                             "few large steps can wreck the policy (CartPole: 1e-4 left a seed in 16 near 150, "
+                             "1e-2 none).")
     beta_max: float = hp(1e4, low=0.0, low_open=True, doc="Upper bound of the adapted beta.")
-    ent_coef: float = hp(0.0, low=0.0, doc="Entropy bonus coefficient.")
-    vf_coef: float = hp(0.5, low=0.0, doc="Value loss coefficient.")
-    max_grad_norm: float = hp(0.5, low=0.0, low_open=True, doc="Global-norm gradient clip.")
 
 
 @struct.dataclass
@@ -62,18 +58,13 @@ class KLPenaltyState:
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOKL(common.SamplesActions):
+class PPOKL(common.PolicyAlgorithm):
     """PPO with an (adaptive) KL penalty; the fields are its static settings.
 
     Attributes:
       objective: ``"adaptive"`` (beta adapted to hit ``kl_target``) or ``"fixed"`` (beta = beta_init).
-      num_epochs: passes over the batch per iteration.
-      num_minibatches: minibatches per pass; must divide num_envs * num_steps.
-      hidden, activation: MLP shape of both the actor and the critic.
-      anneal_lr: linearly anneal the learning rate to 0 over the run.
-      normalize_advantages: standardise advantages within each minibatch.
-      log_std_init: initial log std of a Gaussian policy.
-      adam_eps: Adam's epsilon.
+      num_epochs, num_minibatches, anneal_lr, normalize_advantages, adam_eps: as PPO's
+        (`purejaxpg.algorithms.ppo.PPO`); the policy and critic as there.
 
     Metrics: ``beta`` (the coefficient used in this iteration's loss), ``kl`` (the measured mean
     KL(pi_old || pi_new) of the whole update, which sets the next beta), ``minibatch_kl``,
@@ -82,36 +73,23 @@ class PPOKL(common.SamplesActions):
 
     name: ClassVar[str] = "ppo_kl"
     HParams: ClassVar[type] = PPOKLHParams
-    discrete: ClassVar[bool | None] = None  # both action kinds
-    #: env_id -> settings applied before the caller's overrides (defaults: the classic CartPole config)
-    PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=4, num_steps=128, total_timesteps=500_000, num_epochs=4, num_minibatches=4,
-                            lr=1e-3, anneal_lr=True, ent_coef=0.01, kl_target=0.003),
-        "Pendulum-v1": dict(num_envs=16, num_steps=256, total_timesteps=500_000, normalize_obs=True,
-                            num_epochs=10, num_minibatches=8, lr=1e-3, gamma=0.95, gae_lambda=0.95,
-                            ent_coef=0.0, kl_target=0.01, anneal_lr=False),
-    }
 
     objective: str = "adaptive"
     num_epochs: int = 4
     num_minibatches: int = 4
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     anneal_lr: bool = True
     normalize_advantages: bool = True
-    log_std_init: float = 0.0
-    adam_eps: float = 1e-5
 
     def validate(self, spec, config) -> None:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"objective={self.objective!r} is not one of {OBJECTIVES}; use 'adaptive' "
                               "(adaptive KL penalty) or 'fixed' (constant beta = beta_init).")
-        common.check_action_space(self.name, spec, self.discrete)
+        self.check_policy(spec, config)
         common.check_minibatches(config, self.num_minibatches)
 
     def init(self, key, spec, hparams: PPOKLHParams) -> KLPenaltyState:
-        actor_critic = common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init,
-                                                common.adam(1.0, self.adam_eps))
+        actor_critic = common.init_actor_critic(key, spec, self,
+                                                common.optimizer("adam", 1.0, self.adam_eps))
         return KLPenaltyState(actor_critic, jnp.asarray(hparams.beta_init, jnp.float32))
 
     def policy_state(self, state: KLPenaltyState) -> common.ActorCriticState:
@@ -151,7 +129,7 @@ class PPOKL(common.SamplesActions):
         lr = common.annealed_lr(hparams.lr, progress, self.anneal_lr)
         params, opt_state, metrics = common.minibatch_sgd(
             key, data, ac.params, ac.opt_state, lambda p, mb: self.loss(p, ac, mb, state.beta, hparams),
-            self.num_epochs, self.num_minibatches, lr, hparams.max_grad_norm, self.adam_eps)
+            common.optimizer("adam", hparams.max_grad_norm, self.adam_eps), lr, self.num_epochs, self.num_minibatches)
         # the measured KL of the whole update, on the whole batch
         kl = jnp.mean(old_dist.kl(ac.dist(batch.obs, params)))
         if self.objective == "adaptive":

@@ -163,7 +163,7 @@ class ReinforceBaselineHParams(ReinforceHParams):
 
 
 @dataclasses.dataclass(frozen=True)
-class Reinforce(common.SamplesActions):
+class Reinforce(common.PolicyAlgorithm):
     """Monte-Carlo policy gradient with reward-to-go (see the module docstring for the estimator).
 
     Attributes:
@@ -174,27 +174,15 @@ class Reinforce(common.SamplesActions):
       normalize_advantages: standardise G_t (or G_t - V) over the kept steps. Off by default:
         standardising subtracts the batch mean, itself a (constant) baseline.
       hidden, activation: policy MLP.
-      log_std_init: initial log std of a Gaussian policy.
-      adam_eps: Adam's epsilon.
     """
 
     name: ClassVar[str] = "reinforce"
     HParams: ClassVar[type] = ReinforceHParams
-    discrete: ClassVar[bool | None] = None
     baseline: ClassVar[bool] = False
-    #: CartPole-v1: 6 seeds reached 488 on average after 2e5 steps (the per-batch standardisation of
-    #: G_t is a constant baseline; without it lr=1e-2 gives ~270 after 8e4 steps and is unstable later)
-    PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=200_000, lr=5e-3, normalize_advantages=True),
-    }
 
     cut: str = "mask"
     discount_weighting: bool = False
     normalize_advantages: bool = False
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
-    log_std_init: float = 0.0
-    adam_eps: float = 1e-5
 
     def __post_init__(self):
         allowed = CUTS if self.baseline else CUTS[:2]
@@ -204,11 +192,11 @@ class Reinforce(common.SamplesActions):
                               f"choose one of {', '.join(repr(c) for c in allowed)}.")
 
     def validate(self, spec, config) -> None:
-        common.check_action_space(self.name, spec, self.discrete)
+        self.check_policy(spec, config)
 
     def init(self, key, spec, hparams) -> common.ActorCriticState:
-        tx = common.adam(1.0, self.adam_eps)
-        state = common.init_actor_critic(key, spec, self.hidden, self.activation, self.log_std_init, tx,
+        tx = common.optimizer("adam", 1.0, self.adam_eps)
+        state = common.init_actor_critic(key, spec, self, tx,
                                          with_critic=self.baseline,
                                          critic_hidden=getattr(self, "critic_hidden", None))
         # separate optimiser states: the critic takes several steps per policy step
@@ -265,8 +253,8 @@ class Reinforce(common.SamplesActions):
 
     def update(self, state: common.ActorCriticState, batch, key, hparams, progress):
         grads, g, mask, metrics = self.policy_gradient(state, batch, hparams)
-        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
-        policy, policy_opt, grad_norm = common.apply_updates(tx, grads, state.opt_state["policy"],
+        tx = common.optimizer("adam", hparams.max_grad_norm, self.adam_eps)
+        policy, policy_opt, grad_norm = common.apply_gradients(tx, grads, state.opt_state["policy"],
                                                              state.params["policy"], hparams.lr)
         params = {**state.params, "policy": policy}
         opt_state = {**state.opt_state, "policy": policy_opt}
@@ -295,11 +283,6 @@ class ReinforceBaseline(Reinforce):
     name: ClassVar[str] = "reinforce_baseline"
     HParams: ClassVar[type] = ReinforceBaselineHParams
     baseline: ClassVar[bool] = True
-    #: CartPole-v1: 6 seeds reached 498 on average after 2e5 steps (all >= 493)
-    PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=200_000, lr=5e-3, critic_lr=1e-2,
-                            normalize_advantages=True),
-    }
 
     critic_epochs: int = 5
     critic_minibatches: int = 4
@@ -309,12 +292,7 @@ class ReinforceBaseline(Reinforce):
         super().validate(spec, config)
         if not isinstance(self.critic_epochs, int) or self.critic_epochs < 1:
             raise ConfigError(f"critic_epochs={self.critic_epochs!r} must be a positive integer.")
-        if not isinstance(self.critic_minibatches, int) or self.critic_minibatches < 1 \
-                or config.batch_size % self.critic_minibatches:
-            raise ConfigError(
-                f"critic_minibatches={self.critic_minibatches!r} does not divide the batch num_envs * num_steps "
-                f"= {config.num_envs} * {config.num_steps} = {config.batch_size}; pick a divisor of "
-                f"{config.batch_size}.")
+        common.check_minibatches(config, self.critic_minibatches, "critic_minibatches")
 
     def fit_baseline(self, state: common.ActorCriticState, batch, targets, mask, key, hparams):
         """Regress V(s_t) on G_t: 0.5 * masked mean (V - G)^2 over minibatches.
@@ -322,20 +300,15 @@ class ReinforceBaseline(Reinforce):
         Returns:
           ``(critic_params, critic_opt_state, metrics)``.
         """
-        tx = common.adam(hparams.max_grad_norm, self.adam_eps)
+        tx = common.optimizer("adam", hparams.max_grad_norm, self.adam_eps)
         data = common.flatten_batch({"obs": batch.obs, "target": targets, "mask": mask})
 
         def value_loss(critic_params, minibatch):
             values = state.value(minibatch["obs"], {"critic": critic_params})
-            return 0.5 * masked_mean((values - minibatch["target"]) ** 2, minibatch["mask"])
+            loss = 0.5 * masked_mean((values - minibatch["target"]) ** 2, minibatch["mask"])
+            return loss, {"value_loss": loss}
 
-        def step(carry, minibatch):
-            critic, opt = carry
-            loss, grads = jax.value_and_grad(value_loss)(critic, minibatch)
-            critic, opt, _ = common.apply_updates(tx, grads, opt, critic, hparams.critic_lr)
-            return (critic, opt), {"value_loss": loss}
-
-        (critic, opt), metrics = common.minibatch_epochs(
-            key, data, (state.params["critic"], state.opt_state["critic"]), self.critic_epochs,
-            self.critic_minibatches, step)
-        return critic, opt, metrics
+        critic, opt, metrics = common.minibatch_sgd(
+            key, data, state.params["critic"], state.opt_state["critic"], value_loss, tx, hparams.critic_lr,
+            self.critic_epochs, self.critic_minibatches)
+        return critic, opt, {"value_loss": metrics["value_loss"]}

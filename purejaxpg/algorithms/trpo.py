@@ -90,54 +90,8 @@ class TRPOHParams(NaturalHParams):
                           doc="Adam learning rate of the critic (TRPO fits it for 1 epoch by default).")
 
 
-def check_critic_minibatches(config, num_minibatches: int) -> None:
-    """`common.check_minibatches` with the error naming the field ``critic_minibatches``."""
-    try:
-        common.check_minibatches(config, num_minibatches)
-    except ConfigError as error:
-        raise ConfigError(str(error).replace("num_minibatches", "critic_minibatches", 1)) from None
-
-
-def init_critic_optimizer(state: common.ActorCriticState, tx: optax.GradientTransformation
-                          ) -> common.ActorCriticState:
-    """Replace the state's optimiser state by one over the critic's parameters only.
-
-    General helper (a candidate for ``common``): algorithms whose policy moves by a closed-form
-    step (NPG, TRPO, natural actor-critic) keep Adam moments for the critic alone.
-    """
-    return state.replace(opt_state=tx.init(state.params["critic"]))
-
-
-def fit_critic(state: common.ActorCriticState, data: dict, key: jax.Array, lr: jax.Array,
-               num_epochs: int, num_minibatches: int, adam_eps: float):
-    """Fit V to targets with minibatch Adam; ``opt_state`` is over the critic's params only.
-
-    General helper (a candidate for ``common``): minimises 0.5 mean((V(s) - target)^2)
-    (`objectives.value_loss`) over ``num_epochs`` passes of ``num_minibatches`` shuffled
-    minibatches with `common.minibatch_sgd` (Adam without a norm clip).
-
-    Args:
-      state: actor-critic state whose ``opt_state`` is ``common.adam(None, adam_eps).init(params["critic"])``.
-      data: ``{"obs": [B, *obs_shape], "target": [B]}``.
-      key: shuffling key.
-      lr: scalar learning rate (may be traced).
-      num_epochs, num_minibatches: static counts.
-      adam_eps: Adam's epsilon.
-    Returns:
-      ``(critic_params, opt_state, mean value loss over the minibatch steps)``.
-    """
-
-    def loss_fn(params, minibatch):
-        loss = objectives.value_loss(state.critic.apply(params, minibatch["obs"]), minibatch["target"])
-        return loss, {"value_loss": loss}
-
-    params, opt_state, metrics = common.minibatch_sgd(
-        key, data, state.params["critic"], state.opt_state, loss_fn, num_epochs, num_minibatches, lr, None, adam_eps)
-    return params, opt_state, metrics["value_loss"]
-
-
 @dataclasses.dataclass(frozen=True)
-class NPG(common.SamplesActions):
+class NPG(common.PolicyAlgorithm):
     """Natural policy gradient with a GAE critic; the fields are its static settings.
 
     Attributes:
@@ -153,54 +107,41 @@ class NPG(common.SamplesActions):
         minibatches per pass (must divide num_envs * num_steps).
       hidden, activation: MLP shape of the policy (``hidden=()``: a linear policy).
       critic_hidden: MLP shape of the critic (default: ``hidden``, or (64, 64) when hidden is ()).
-      log_std_init: initial log std of a Gaussian policy (state-independent parameter).
       normalize_advantages: standardise the advantages over the batch.
-      adam_eps: the critic's Adam epsilon.
       features: optional flax feature map phi(obs) -> [..., F] placed in front of the policy
         (see `purejaxpg.features`); the critic keeps the raw observation.
     """
 
     name: ClassVar[str] = "npg"
     HParams: ClassVar[type] = NPGHParams
-    discrete: ClassVar[bool | None] = None  # both action kinds
     line_search: ClassVar[bool] = False
-    #: env_id -> settings applied before the caller's overrides (measured on fixed seeds; see the tests)
-    PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=100_000),
-        "Pendulum-v1": dict(num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
-                            gamma=0.95, critic_lr=3e-3, critic_epochs=10, critic_minibatches=8),
-    }
 
     normalize_step: bool = True
     cg_iters: int = 10
     fisher_subsample: int = 1
     critic_epochs: int = 2
     critic_minibatches: int = 8
-    hidden: tuple[int, ...] = (64, 64)
-    activation: str = "tanh"
     critic_hidden: tuple[int, ...] | None = None
-    log_std_init: float = 0.0
     normalize_advantages: bool = True
-    adam_eps: float = 1e-5
     features: Any = None
 
     def validate(self, spec, config) -> None:
-        common.check_action_space(self.name, spec, self.discrete)
-        check_critic_minibatches(config, self.critic_minibatches)
+        self.check_policy(spec, config)
+        common.check_minibatches(config, self.critic_minibatches, "critic_minibatches")
         if not 1 <= self.fisher_subsample <= config.batch_size:
             raise ConfigError(f"fisher_subsample={self.fisher_subsample} must be between 1 (the whole batch) and "
                               f"the batch size num_envs * num_steps = {config.batch_size}; TRPO's default is 10, NPG's 1.")
 
     def _critic_tx(self) -> optax.GradientTransformation:
-        return common.adam(None, self.adam_eps)
+        return common.optimizer("adam", None, self.adam_eps)
 
     def init(self, key, spec, hparams) -> common.ActorCriticState:
         state_key, feature_key = jax.random.split(key)
-        state = common.init_actor_critic(state_key, spec, self.hidden, self.activation, self.log_std_init,
+        state = common.init_actor_critic(state_key, spec, self,
                                          self._critic_tx(), critic_hidden=self.critic_hidden or self.hidden or (64, 64))
         if self.features is not None:
             state = feature_maps.featurize(state, self.features, feature_key, spec)
-        return init_critic_optimizer(state, self._critic_tx())
+        return state.replace(opt_state=self._critic_tx().init(state.params["critic"]))
 
     def policy_step(self, state: common.ActorCriticState, obs: jax.Array, action: jax.Array,
                     advantages: jax.Array, hparams) -> tuple[Any, dict]:
@@ -264,9 +205,9 @@ class NPG(common.SamplesActions):
         data = common.flatten_batch({"obs": batch.obs, "action": batch.action, "advantage": advantages,
                                      "target": targets})
         policy_params, metrics = self.policy_step(state, data["obs"], data["action"], data["advantage"], hparams)
-        critic_params, opt_state, value_loss = fit_critic(
-            state, {"obs": data["obs"], "target": data["target"]}, key, hparams.critic_lr,
-            self.critic_epochs, self.critic_minibatches, self.adam_eps)
+        critic_params, opt_state, value_loss = common.fit_critic(
+            state, {"obs": data["obs"], "target": data["target"]}, key, self._critic_tx(), hparams.critic_lr,
+            self.critic_epochs, self.critic_minibatches)
         state = state.replace(params={"policy": policy_params, "critic": critic_params}, opt_state=opt_state)
         return state, {**metrics, "value_loss": value_loss}
 
@@ -284,14 +225,6 @@ class TRPO(NPG):
     name: ClassVar[str] = "trpo"
     HParams: ClassVar[type] = TRPOHParams
     line_search: ClassVar[bool] = True
-    #: Pendulum keeps a critic of 10 x 8 at 3e-3 and the Fisher on every 5th sample: over 8 seeds
-    #: (benchmarks/learning.py) every 10th sample with this critic left one seed at -666.
-    PRESETS: ClassVar[dict] = {
-        "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=100_000),
-        "Pendulum-v1": dict(num_envs=20, num_steps=200, total_timesteps=1_000_000, normalize_obs=True,
-                            gamma=0.95, critic_lr=3e-3, critic_epochs=10, critic_minibatches=8,
-                            fisher_subsample=5),
-    }
 
     num_candidates: int = 10
     fisher_subsample: int = 10

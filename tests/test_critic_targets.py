@@ -1,68 +1,12 @@
-"""Row chunking (`purejaxpg.chunking`): the same numbers as one call, in bounded chunks."""
-
-from __future__ import annotations
+"""The critic's values and bootstrap values of a batch (`common.values_and_next_values`)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from purejaxpg import chunking, envs, experiment, train
+from purejaxpg import experiment, train
 from purejaxpg.algorithms import common
-from purejaxpg.config import ConfigError
-
-
-def _rowwise(xs):
-    """A row-wise function of a pytree, returning a pytree: row i of each output uses row i only."""
-    a, b = xs["a"], xs["b"]
-    return {"sum": jnp.tanh(a @ jnp.arange(12.0).reshape(3, 4)) + b[:, None], "norm": jnp.linalg.norm(a, axis=-1)}
-
-
-@pytest.mark.parametrize("rows,max_rows", [(40, 8), (43, 8), (5, 8), (8, 8), (9, 8), (43, 1), (43, None)])
-def test_map_rows_equals_one_call(rows, max_rows):
-    """Divisible, with a remainder, fewer rows than a chunk, one row per chunk, no limit."""
-    a = jax.random.normal(jax.random.PRNGKey(0), (rows, 3))
-    b = jnp.arange(rows, dtype=jnp.float32)
-    xs = {"a": a, "b": b}
-    want = _rowwise(xs)
-    got = jax.jit(lambda xs: chunking.map_rows(_rowwise, xs, max_rows))(xs)
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-        assert g.shape == w.shape
-        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6, atol=1e-6)
-
-
-def test_map_rows_chunks_see_at_most_max_rows():
-    """fn is called on [max_rows] chunks inside the loop and once on the remainder."""
-    seen = []
-
-    def fn(x):
-        seen.append(x.shape[0])
-        return x * 2.0
-
-    out = chunking.map_rows(fn, jnp.ones((23, 2)), 5)
-    assert out.shape == (23, 2)
-    assert sorted(seen) == [3, 5]
-
-
-def test_map_rows_over_prng_keys_is_exact():
-    """Key arrays chunk like any leaf: splitting keys in chunks draws the very same bits."""
-    keys = jax.random.split(jax.random.PRNGKey(3), 37)
-
-    def fn(k):
-        return jax.vmap(lambda k: jax.random.bits(k, (2,)))(k)
-
-    np.testing.assert_array_equal(np.asarray(chunking.map_rows(fn, keys, 6)), np.asarray(fn(keys)))
-
-
-def test_resolve_max_rows():
-    assert chunking.resolve_max_rows(None) is None
-    assert chunking.resolve_max_rows(7) == 7
-    expected = chunking.CPU_MAX_ROWS if jax.default_backend() == "cpu" else None
-    assert chunking.resolve_max_rows("auto") == expected
-    for bad in (0, -3, 2.5, "big", True):
-        with pytest.raises(ConfigError, match="max_rows"):
-            chunking.resolve_max_rows(bad)
 
 
 def _episodic_batch(num_steps, num_envs, limit, full=False, seed=0):
@@ -112,8 +56,7 @@ def test_values_and_next_values_equal_the_critic_on_next_obs(limit, full):
     """V(obs) and V(next_obs) (0 where terminated) against the critic applied to each array, with
     the critic run on the observations plus the truncated steps' final observations (limit 5: a
     budget of ceil(22 / 5) = 5 per env; ``full``: the batch has exactly that many), on everything
-    (limit 1: every step truncates; limit 0: no known limit); in one call and in chunks of 7 rows
-    under jit."""
+    (limit 1: every step truncates; limit 0: no known limit); eagerly and under jit."""
     num_steps, num_envs = 23, 3
     algo, cfg, hp = experiment.build("ppo", "CartPole-v1", dict(num_envs=num_envs, num_steps=num_steps,
                                                                     total_timesteps=num_steps * num_envs,
@@ -129,9 +72,9 @@ def test_values_and_next_values_equal_the_critic_on_next_obs(limit, full):
             assert int(batch.truncated[:-1].sum()) == 15  # the whole budget
     expected_values = np.asarray(state.value(batch.obs))
     expected_next = np.where(np.asarray(batch.terminated), 0.0, np.asarray(state.value(batch.next_obs)))
-    v_one, nv_one = common.values_and_next_values(state, batch, max_rows=None)
-    v_chunk, nv_chunk = jax.jit(lambda s: common.values_and_next_values(s, batch, max_rows=7))(state)
-    for values, next_values in [(v_one, nv_one), (v_chunk, nv_chunk)]:
+    eager = common.values_and_next_values(state, batch)
+    jitted = jax.jit(lambda s: common.values_and_next_values(s, batch))(state)
+    for values, next_values in [eager, jitted]:
         assert values.shape == next_values.shape == (num_steps, num_envs)
         np.testing.assert_allclose(np.asarray(values), expected_values, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(np.asarray(next_values), expected_next, rtol=1e-5, atol=1e-6)
@@ -149,13 +92,3 @@ def test_truncation_budget():
     assert common.truncation_budget(128, 4, 1) == 127 * 4  # every step: all of them
     assert common.truncation_budget(128, 4, 0) == 127 * 4  # no known limit: all of them
     assert common.truncation_budget(1, 4, 500) == 0       # one step: only the last, always evaluated
-
-
-def test_presampled_resets_do_not_depend_on_chunking():
-    env, params, _ = envs.make("CartPole-v1")
-    keys = jax.random.split(jax.random.PRNGKey(5), (13, 4))
-    whole = envs.presample_resets(env, params, keys, max_rows=None)
-    chunked = jax.jit(lambda k: envs.presample_resets(env, params, k, max_rows=5))(keys)
-    for w, c in zip(jax.tree.leaves(whole), jax.tree.leaves(chunked)):
-        assert w.shape == c.shape
-        np.testing.assert_array_equal(np.asarray(w), np.asarray(c))

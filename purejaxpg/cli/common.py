@@ -1,0 +1,199 @@
+"""What the commands share: flags from the settings dataclasses and the overrides they give,
+``--cpu-devices`` (applied before JAX starts), progress printing, version info and error exits.
+
+Nothing here imports JAX at module level: ``--cpu-devices`` must be applied before JAX starts,
+so the JAX-using modules are imported inside the functions that need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from typing import Any
+
+import numpy as np
+
+CPU_DEVICES_HELP = ("CPU devices JAX presents: 'auto' (default) as many as the runs (seeds x configurations) "
+                    "split evenly over, at most one per usable core; or N. Runs are split over the devices "
+                    "when they divide evenly, each run computed as on one device (purejaxpg.devices). "
+                    "Has effect only before JAX starts, i.e. from the command line")
+
+
+def parse_tuple(text: str) -> tuple[int, ...]:
+    """The integers of a comma-separated flag value (``--hidden 64,64``); blank parts are skipped."""
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def add_setting_flags(parser: argparse.ArgumentParser, algo_cls: type) -> None:
+    """One flag per setting of the run, of ``algo_cls`` and its hyperparameters (all but
+    ``env_id``, which is ``--env``), typed by the field's default and defaulting to None, so that
+    only the flags given override the presets and defaults (`setting_overrides`)."""
+    from purejaxpg import experiment
+
+    group = parser.add_argument_group(f"settings of the run, of {algo_cls.name} and its hyperparameters")
+    for name, (kind, f) in experiment.settings_fields(algo_cls).items():
+        if name == "env_id":
+            continue
+        flag = "--" + name.replace("_", "-")
+        default = f.default
+        doc = f.metadata.get("doc", "") if kind == "hparams" else ""
+        help_text = f"{doc} [{kind}; default {default}]".strip()
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif isinstance(default, tuple):
+            group.add_argument(flag, dest=name, type=parse_tuple, default=None, metavar="N,N", help=help_text)
+        elif isinstance(default, int):
+            group.add_argument(flag, dest=name, type=int, default=None, help=help_text)
+        elif isinstance(default, float):
+            group.add_argument(flag, dest=name, type=float, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, type=str, default=None, help=help_text)
+
+
+def setting_overrides(args: argparse.Namespace, algo_cls: type) -> dict[str, Any]:
+    """The settings given on the command line (the flags of `add_setting_flags` that are not None),
+    by field name, for `purejaxpg.experiment.build`."""
+    from purejaxpg import experiment
+
+    return {name: getattr(args, name) for name in experiment.settings_fields(algo_cls)
+            if name != "env_id" and getattr(args, name, None) is not None}
+
+
+def algo_from_argv(argv: list[str]) -> str:
+    """The ``--algo`` of a command line (default ``ppo``), read first because the algorithm decides
+    which setting flags the real parser has."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--algo", default="ppo")
+    known, _ = pre.parse_known_args(argv)
+    return known.algo
+
+
+def error(message: Any) -> int:
+    """Print ``error: MESSAGE`` to stderr; returns the exit status of bad input, 2."""
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def positive(parser_name: str, value: int | None) -> str | None:
+    """The message for a flag ``parser_name`` given below 1, or None (also when it is not given)."""
+    if value is not None and value < 1:
+        return f"{parser_name} {value}: must be at least 1"
+    return None
+
+
+def add_cpu_devices_flag(parser: argparse.ArgumentParser) -> None:
+    """``--cpu-devices``, applied by `use_cpu_devices` before the command runs; declared on each
+    command's parser so that its --help lists it and its parsing accepts it."""
+    parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
+
+
+def grid_values(values: str) -> list[str]:
+    """The values of a ``--grid NAME=V1,V2,...`` assignment: its comma-separated non-blank parts."""
+    return [v for v in values.split(",") if v.strip()]
+
+
+def runs_in_argv(command: str, argv: list[str]) -> int | None:
+    """The number of runs a ``train`` or ``sweep`` command line asks for, read before JAX starts
+    (None when it cannot tell: a resumed run, a malformed flag; the real parser reports those)."""
+    pre = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    pre.add_argument("--seeds", type=int, default=1 if command == "train" else 4)
+    pre.add_argument("--resume", default=None)
+    pre.add_argument("--grid", action="append", default=[])
+    pre.add_argument("--random", action="append", default=[])
+    pre.add_argument("--samples", type=int, default=None)
+    try:
+        args = pre.parse_known_args(argv)[0]
+    except (argparse.ArgumentError, SystemExit):
+        return None
+    if args.resume is not None or args.seeds < 1:
+        return None
+    if command == "train":
+        return args.seeds
+    if args.grid:
+        configs = int(np.prod([len(grid_values(g.partition("=")[2])) for g in args.grid]))
+    else:
+        configs = args.samples or 0
+    return configs * args.seeds if configs > 0 else None
+
+
+def use_cpu_devices(command: str, argv: list[str], from_command_line: bool) -> str | None:
+    """Apply ``--cpu-devices`` (before JAX starts); returns an error message or None.
+
+    ``auto`` takes effect only when the process is the command line itself: called in-process
+    (``main([...])``, e.g. from a test or a notebook) it leaves the caller's JAX devices alone.
+    It asks for as many devices as the runs split evenly over, at most one per usable core
+    (`purejaxpg.devices.devices_for_runs`), so 8 seeds on 6 cores use 4 devices, not 6 of which
+    8 runs could not be split over.
+    """
+    from purejaxpg import devices
+    from purejaxpg.config import ConfigError
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--cpu-devices", default="auto")
+    value = pre.parse_known_args(argv)[0].cpu_devices
+    if value == "auto":  # in a process where JAX already runs, its devices stay
+        if from_command_line:  # JAX_NUM_CPU_DEVICES / XLA_FLAGS in the environment win (use_cpu_cores)
+            devices.use_cpu_cores(num_runs=runs_in_argv(command, argv), strict=False)
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        return f"--cpu-devices {value}: give 'auto' or a number of devices, e.g. --cpu-devices 1"
+    try:
+        devices.use_cpu_cores(count)
+    except ConfigError as err:
+        return f"--cpu-devices {value}: {err}"
+    return None
+
+
+def devices_note(num_runs: int) -> tuple[str, str]:
+    """``(shard, note)``: the ``shard`` of ``run_chunked`` that places the runs, and how they are
+    placed, for the progress header."""
+    import jax
+
+    from purejaxpg import devices
+
+    shard = devices.runs_shard(num_runs)
+    count = len(jax.devices())
+    if shard == "runs":
+        return shard, f"; runs split over {count} {jax.default_backend().upper()} devices"
+    if count > 1:
+        return shard, f"; one device ({num_runs} run(s) do not split evenly over {count} devices)"
+    return shard, ""
+
+
+def print_progress(total_iterations: int, batch_size: int, num_runs: int, done: int = 0):
+    """The progress callback of a chunked run: after each chunk it prints the iteration reached (of
+    ``total_iterations``, counting from ``done`` for a resumed run), the env steps, the mean episode
+    return over the ``num_runs`` runs and the steps per second."""
+    state = {"iteration": done}
+
+    def callback(metrics: dict, runner: Any, elapsed: float) -> None:
+        """Print one progress line for the chunk whose ``metrics`` just arrived."""
+        from purejaxpg import results
+
+        n = metrics["env_steps"].shape[1]
+        state["iteration"] += n
+        recent = results.final_returns(metrics, fraction=1.0)
+        shown = f"{np.nanmean(recent):9.2f}" if np.isfinite(recent).any() else "      n/a"
+        sps = num_runs * n * batch_size / max(elapsed, 1e-9)
+        steps = int(metrics["env_steps"][0, -1])
+        print(f"iter {state['iteration']:6d}/{total_iterations} | env steps {steps:>10,d} | "
+              f"episode return {shown} (mean of {num_runs} run{'s' if num_runs > 1 else ''}) | "
+              f"{sps:,.0f} steps/s", flush=True)
+
+    return callback
+
+
+def versions() -> dict[str, str]:
+    """The versions of Python and of the installed packages a run depends on, for config.json."""
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("jax", "jaxlib", "flax", "optax", "chex", "gymnax", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out

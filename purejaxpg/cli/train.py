@@ -1,0 +1,197 @@
+"""``python -m purejaxpg train``: train seeds of one algorithm, optionally checkpointed, and
+``train --resume DIR``, which continues a checkpointed run with its saved settings (the two
+share the checkpointed run and the final summary and files)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+from purejaxpg.cli.common import (add_cpu_devices_flag, add_setting_flags, algo_from_argv, devices_note, error,
+                                  positive, print_progress, setting_overrides, versions)
+
+
+def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
+    """The parser of ``train``: the run's own flags and, given ``algo_cls``, its setting flags."""
+    from purejaxpg import algorithms
+
+    parser = argparse.ArgumentParser(prog="python -m purejaxpg train",
+                                     description="Train seeds of one algorithm in one compiled call.")
+    parser.add_argument("--algo", default="ppo", help=f"one of {', '.join(sorted(algorithms.ALGORITHMS))}")
+    parser.add_argument("--env", default="CartPole-v1", help="gymnax environment id")
+    parser.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped in one call")
+    parser.add_argument("--seed", type=int, default=0, help="base seed; run i uses fold_in(PRNGKey(seed), i)")
+    parser.add_argument("--out", default=None, help="output folder (config.json, metrics.csv, summary.json, learning_curve.png)")
+    parser.add_argument("--chunk-iterations", type=int, default=None, help="iterations per compiled chunk; progress is printed between chunks (default: about 20 chunks)")
+    parser.add_argument("--no-presets", action="store_true", help="ignore the per-environment presets")
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
+                        help="save the whole run state to OUT/checkpoints every K chunks (and at the end); needs --out")
+    parser.add_argument("--keep-checkpoints", type=int, default=2, metavar="N", help="newest checkpoints kept (default 2)")
+    parser.add_argument("--resume", default=None, metavar="DIR",
+                        help="continue the run saved in DIR (its settings and newest checkpoint); writes into DIR")
+    parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N",
+                        help="stop after N chunks of this call, once checkpointed (for tests and jobs of limited wall time)")
+    add_cpu_devices_flag(parser)
+    if algo_cls is not None:
+        add_setting_flags(parser, algo_cls)
+    return parser
+
+
+def _chunk_flags_error(args: argparse.Namespace) -> str | None:
+    """The message for the first of --chunk-iterations, --checkpoint-every, --keep-checkpoints and
+    --stop-after-chunks (flags of both ``train`` and ``train --resume``) given below 1, or None."""
+    for flag, value in (("--chunk-iterations", args.chunk_iterations), ("--checkpoint-every", args.checkpoint_every),
+                        ("--keep-checkpoints", args.keep_checkpoints), ("--stop-after-chunks", args.stop_after_chunks)):
+        if (message := positive(flag, value)) is not None:
+            return message
+    return None
+
+
+def cmd_train(argv: list[str]) -> int:
+    """``train``: build the run from the flags, train its seeds in chunks (checkpointed with
+    --checkpoint-every) and write its results to --out; with --resume, `cmd_resume`."""
+    from purejaxpg import algorithms, experiment, train
+    from purejaxpg.config import ConfigError
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--resume", default=None)
+    if pre.parse_known_args(argv)[0].resume is not None:
+        return cmd_resume(argv)
+    algo_name = algo_from_argv(argv)
+    try:
+        algo_cls = algorithms.get(algo_name)
+    except ConfigError as err:
+        return error(err)
+    parser = _train_parser(algo_cls)
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds {args.seeds}: give at least one seed")
+    if (message := _chunk_flags_error(args)) is not None:
+        return error(message)
+    if args.checkpoint_every is not None and not args.out:
+        return error("--checkpoint-every needs --out DIR (the checkpoints go to DIR/checkpoints)")
+    if args.stop_after_chunks is not None and args.checkpoint_every is None:
+        return error("--stop-after-chunks needs --checkpoint-every (a stopped run continues from its checkpoint)")
+    try:
+        algo, config, hparams = experiment.build(algo_name, args.env, setting_overrides(args, algo_cls),
+                                                 use_presets=not args.no_presets)
+        trainer = train.make_train(algo, config, hparams)
+    except ConfigError as err:
+        return error(err)
+    chunk = args.chunk_iterations or max(1, -(-config.num_iterations // 20))
+    description = experiment.describe(algo, config, hparams)
+    description.update(seeds=args.seeds, seed=args.seed, chunk_iterations=chunk, versions=versions())
+    if args.checkpoint_every is not None:
+        description.update(checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
+    shard, placement = devices_note(args.seeds)
+    print(f"purejaxpg: {algo.name} on {config.env_id}, {args.seeds} seed(s) x {config.num_iterations} iterations "
+          f"x {config.batch_size} steps ({config.num_envs} envs x {config.num_steps} steps){placement}", flush=True)
+    callback = print_progress(config.num_iterations, config.batch_size, args.seeds)
+    keys = train.seed_keys(args.seed, args.seeds)
+    if args.checkpoint_every is None:
+        result = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk, callback=callback, shard=shard)
+        return _finish_train(args.out, description, result.metrics, result.steps_per_second,
+                             result.compile_seconds, result.run_seconds)
+    _write_config(args.out, description)
+    return _run_checkpointed(trainer, keys, hparams, args.out, description, chunk, args.checkpoint_every,
+                             args.keep_checkpoints, callback, args.stop_after_chunks, shard=shard)
+
+
+def cmd_resume(argv: list[str]) -> int:
+    """``train --resume DIR``: the saved settings and newest intact checkpoint of DIR."""
+    from purejaxpg import checkpoint
+    from purejaxpg.config import ConfigError
+
+    parser = argparse.ArgumentParser(prog="python -m purejaxpg train --resume DIR",
+                                     description="Continue a checkpointed run with its saved settings.")
+    parser.add_argument("--resume", required=True, metavar="DIR")
+    parser.add_argument("--chunk-iterations", type=int, default=None)
+    parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K")
+    parser.add_argument("--keep-checkpoints", type=int, default=None, metavar="N")
+    parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N")
+    add_cpu_devices_flag(parser)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        return error(f"--resume continues the run with the settings saved in {args.resume}; "
+                     f"{' '.join(extra)} cannot be given with it (start a new run to change settings)")
+    if (message := _chunk_flags_error(args)) is not None:
+        return error(message)
+    folder = os.path.join(args.resume, "checkpoints")
+    try:
+        ckpt = checkpoint.restore(folder)
+    except (checkpoint.CheckpointError, ConfigError) as err:
+        return error(f"--resume {args.resume}: {err}")
+    description = dict(ckpt.settings)
+    trainer = ckpt.trainer
+    chunk = args.chunk_iterations or description.get("chunk_iterations")
+    every = args.checkpoint_every or description.get("checkpoint_every", 1)
+    keep = args.keep_checkpoints or description.get("keep_checkpoints", 2)
+    description.update(chunk_iterations=chunk, checkpoint_every=every, keep_checkpoints=keep)
+    description.setdefault("resumed_from_iterations", []).append(ckpt.iteration)
+    num_runs = int(np.asarray(ckpt.runner.iteration).shape[0])
+    config = trainer.config
+    shard, placement = devices_note(num_runs)
+    print(f"purejaxpg: resuming {trainer.algo.name} on {config.env_id} from {ckpt.path} at iteration "
+          f"{ckpt.iteration}/{config.num_iterations} ({num_runs} run(s){placement})", flush=True)
+    callback = print_progress(config.num_iterations, config.batch_size, num_runs, done=ckpt.iteration)
+    return _run_checkpointed(trainer, ckpt.runner.key, ckpt.hparams, args.resume, description, chunk, every, keep,
+                             callback, args.stop_after_chunks, resume=ckpt, shard=shard)
+
+
+def _write_config(out: str, description: dict) -> None:
+    """Write the run's settings ``description`` to OUT/config.json (creating OUT)."""
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "config.json"), "w") as fh:
+        json.dump(description, fh, indent=2)
+
+
+def _run_checkpointed(trainer, keys, hparams, out: str, description: dict, chunk: int, every: int, keep: int,
+                      callback, stop_after_chunks: int | None, resume=None, shard: str = "auto") -> int:
+    """Run (or, given the restored checkpoint ``resume``, continue) a run checkpointed to
+    OUT/checkpoints; when it stops early say how to continue it, else finish it (`_finish_train`)."""
+    from purejaxpg import checkpoint
+
+    done = checkpoint.run(trainer, keys, hparams, os.path.join(out, "checkpoints"), description,
+                          chunk_iterations=chunk, every=every, keep=keep, callback=callback,
+                          stop_after_chunks=stop_after_chunks, resume=resume, shard=shard)
+    if not done.finished:
+        iteration = int(np.asarray(done.runner.iteration).reshape(-1)[0])
+        print(f"stopped after {stop_after_chunks} chunk(s) at iteration {iteration}/{trainer.num_iterations}; "
+              f"checkpoint {done.checkpoint}; continue with: python -m purejaxpg train --resume {out}", flush=True)
+        return 0
+    return _finish_train(out, description, done.metrics, done.steps_per_second, done.compile_seconds,
+                         done.run_seconds)
+
+
+def _finish_train(out: str | None, description: dict, metrics: dict, steps_per_second: float,
+                  compile_seconds: float, run_seconds: float) -> int:
+    """Print the final summary; write config.json, metrics.csv, summary.json, learning_curve.png."""
+    from purejaxpg import plotting, results
+
+    algo_name, env_id, num_seeds = description["algo"], description["train"]["env_id"], description["seeds"]
+    finals = results.final_returns(metrics)
+    summary = {
+        "algo": algo_name, "env_id": env_id, "seeds": num_seeds,
+        "env_steps_per_seed": int(metrics["env_steps"][0, -1]),
+        "final_return_per_seed": [float(x) for x in finals],
+        "final_return": results.summarize(finals),
+        "steps_per_second": steps_per_second,
+        "compile_seconds": compile_seconds,
+        "run_seconds": run_seconds,
+    }
+    print(f"final return (last 10% of iterations): mean {summary['final_return']['mean']:.2f}, "
+          f"worst {summary['final_return']['worst']:.2f} | {steps_per_second:,.0f} steps/s | "
+          f"compile {compile_seconds:.1f} s", flush=True)
+    if out:
+        table = results.tidy(metrics, {"seed": np.arange(num_seeds)}).drop(columns="run")
+        _write_config(out, description)
+        table.to_csv(os.path.join(out, "metrics.csv"), index=False)
+        with open(os.path.join(out, "summary.json"), "w") as fh:
+            json.dump(summary, fh, indent=2)
+        plotting.learning_curves({algo_name: metrics}, os.path.join(out, "learning_curve.png"),
+                                 title=f"{algo_name} on {env_id}")
+        print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png")
+    return 0
