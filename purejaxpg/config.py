@@ -21,7 +21,6 @@ from typing import Any
 import jax
 import numpy as np
 
-from purejaxpg import envs
 from purejaxpg.errors import ConfigError
 
 __all__ = ["ConfigError", "TrainConfig", "hp", "hparams", "validate_hparams", "hparams_to_arrays", "field_docs"]
@@ -123,8 +122,12 @@ class TrainConfig:
         return self.total_timesteps // self.batch_size
 
     def validate(self) -> None:
-        """Raise ConfigError for a setting that cannot run; called before compiling."""
-        envs.check_env_id(self.env_id)
+        """Raise ConfigError for a setting that cannot run; called before compiling.
+
+        The env id is checked where the env is made (`purejaxpg.envs.make`), so that this module
+        imports no environment library (importing gymnax starts JAX's backend, which must wait
+        until the command line has chosen the number of CPU devices).
+        """
         for name in ("num_envs", "num_steps", "total_timesteps"):
             value = getattr(self, name)
             if not isinstance(value, (int, np.integer)) or value < 1:

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 from typing import Any
 
-from purejaxpg import algorithms, presets
+from purejaxpg import algorithms, envs, presets
 from purejaxpg.config import ConfigError, TrainConfig, validate_hparams
 
 def settings_fields(algo_cls: type) -> dict[str, tuple[str, dataclasses.Field]]:
@@ -45,6 +45,7 @@ def build(algo_name: str, env_id: str, overrides: dict[str, Any] | None = None, 
     config = TrainConfig(**grouped["train"])
     algo = algo_cls(**grouped["algo"])
     hparams = algo_cls.HParams(**grouped["hparams"])
+    envs.check_env_id(config.env_id)
     config.validate()
     validate_hparams(hparams)
     return algo, config, hparams

@@ -161,6 +161,7 @@ def make_train(algo: Any, config: TrainConfig, hparams: Any | None = None) -> Tr
         batch, an action space the algorithm does not support, or (when ``hparams`` is given) a
         hyperparameter outside its range.
     """
+    envs.check_env_id(config.env_id)
     config.validate()
     trainer = _trainer(algo, config)
     if hparams is not None:

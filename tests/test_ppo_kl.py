@@ -109,7 +109,8 @@ def test_beta_is_carried_through_the_training_loop_per_run():
     """A vmapped grid over (beta_init, kl_target): each run's beta follows the rule on its own measured KL."""
     config = TrainConfig("CartPole-v1", num_envs=4, num_steps=32, total_timesteps=4 * 32 * 6)
     algo = PPOKL(num_epochs=2, num_minibatches=2, hidden=(8,), anneal_lr=False)
-    hp = PPOKLHParams(lr=3e-3, beta_init=np.array([1.0, 0.3], np.float32), kl_target=np.array([1e-6, 1.0], np.float32))
+    hp = PPOKLHParams(lr=3e-3, beta_init=np.array([1.0, 0.3], np.float32), kl_target=np.array([1e-6, 1.0], np.float32),
+                      beta_min=1e-4)  # the rule itself, away from the floor
     out = train.run_chunked(train.make_train(algo, config, hp), train.seed_keys(0, 2), hp)
     betas, kls = out.metrics["beta"], out.metrics["kl"]
     for run in range(2):

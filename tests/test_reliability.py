@@ -88,6 +88,7 @@ class _GoesNaNAtIteration3:
 
     name: ClassVar[str] = "nan_at_3"
     HParams: ClassVar[type] = _NaNHParams
+    rollout_options: ClassVar[rollout.RolloutOptions] = rollout.RolloutOptions()
 
     def validate(self, spec, config):
         pass
@@ -95,8 +96,11 @@ class _GoesNaNAtIteration3:
     def init(self, key, spec, hparams):
         return {"count": jnp.zeros((), jnp.int32)}
 
-    def act(self, state, obs, key):
-        return jax.random.randint(key, (obs.shape[0],), 0, 2), {}
+    def init_actor(self, state, config, key):
+        return ()
+
+    def act(self, state, obs, key, actor_state):
+        return jax.random.randint(key, (obs.shape[0],), 0, 2), {}, actor_state
 
     def update(self, state, batch, key, hparams, progress):
         loss = jnp.where(state["count"] == 3, jnp.nan, 1.0)

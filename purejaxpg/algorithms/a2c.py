@@ -85,6 +85,7 @@ class ActionValueCritic(nn.Module):
     obs_ndim: int
     num_actions: int = 0
     hidden: Sequence[int] = (64, 64)
+    activation: str = "tanh"
 
     @nn.compact
     def __call__(self, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
