@@ -255,14 +255,15 @@ def test_npg_improves_on_cartpole():
     _learning.check(final, every_seed_above=250, mean_above=350)
 
 
-def pendulum_preset(total_timesteps):
+def pendulum_preset(total_timesteps, **overrides):
     """presets.PRESETS["trpo"]["Pendulum-v1"] (algorithm, config, hyperparameters) at a given budget."""
-    return experiment.build("trpo", "Pendulum-v1", {"total_timesteps": total_timesteps})
+    return experiment.build("trpo", "Pendulum-v1", {"total_timesteps": total_timesteps, **overrides})
 
 
 @pytest.mark.learning
 def test_trpo_learns_pendulum_quickly():
-    final, _ = learn(*pendulum_preset(200_000))  # random policy: about -1200
+    # independent noise: the preset's gSDE (log_std_init -2) starts slower and pays off by 1e6 steps
+    final, _ = learn(*pendulum_preset(200_000, use_sde=False, log_std_init=0.0))  # random policy: about -1200
     _learning.check(final, every_seed_above=-400, mean_above=-300)
 
 
