@@ -10,6 +10,13 @@ process and on the same gymnax environments:
   given config, timed the same way purejaxpg is timed: compile time, steady
   state env steps/s, and the final return per seed.
 
+Any rejax algorithm is timed through the same three helpers:
+:func:`make_rejax_algo` (rejax's ``create`` on the adapted env, with its
+evaluation kept out of ``train``), :func:`compile_rejax` (a fresh
+``jit(vmap(train)).lower().compile()``, timed) and :func:`prepare_rejax` (a
+`_common.Timed` of the compiled call).  ``offpolicy_peers.py`` uses them for
+rejax's SAC and TD3.
+
 rejax 0.1.3 was written against gymnax 0.0.x, whose ``Environment.step``
 returned ``(obs, state, reward, done, info)``.  gymnax 1.x returns
 ``(obs, state, reward, terminated, truncated, info)`` instead, so rejax is
@@ -36,8 +43,12 @@ from _common import Timed, interleave, timing_fields
 
 __all__ = [
     "GymnaxV0StepAdapter",
+    "compile_rejax",
     "make_adapted_env",
+    "make_rejax_algo",
+    "prepare_rejax",
     "prepare_rejax_ppo",
+    "rejax_seed_keys",
     "raw_env_steps_per_second",
     "rejax_ppo",
 ]
@@ -256,6 +267,112 @@ def raw_env_steps_per_second(
 
 
 # ---------------------------------------------------------------------------
+# Any rejax algorithm: build, compile, time
+# ---------------------------------------------------------------------------
+
+
+def make_rejax_algo(algo_cls, env_id: str, total_timesteps: int, config: dict):
+    """rejax's ``algo_cls.create(**config)`` on ``env_id`` seen through :class:`GymnaxV0StepAdapter`,
+    with its evaluation kept out of ``train``.
+
+    rejax's ``train`` normally evaluates the policy every ``eval_freq`` steps (128 full episodes
+    each time, plus one before training).  Here ``skip_initial_evaluation=True``, ``eval_freq =
+    total_timesteps`` (so ``train`` is one outer iteration whose ``fori_loop`` runs every training
+    iteration) and ``eval_callback`` is a no-op, so ``train`` is training only.
+
+    ``config`` holds the algorithm's settings (everything but ``env``, ``env_params``,
+    ``total_timesteps``, ``eval_freq`` and ``skip_initial_evaluation``).
+    """
+    env, env_params = make_adapted_env(env_id)
+    algo = algo_cls.create(env=env, env_params=env_params, total_timesteps=total_timesteps,
+                           eval_freq=total_timesteps, skip_initial_evaluation=True, **config)
+    return algo.replace(eval_callback=lambda algo, ts, rng: jnp.zeros((), jnp.float32))
+
+
+def rejax_seed_keys(seed: int, num_seeds: int, split_seeds: bool = False) -> jax.Array:
+    """``[num_seeds]`` keys ``split(PRNGKey(seed))``; with ``split_seeds`` placed over the devices
+    (:func:`split_seeds_over_devices`)."""
+    keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
+    return split_seeds_over_devices(keys) if split_seeds else keys
+
+
+def compile_rejax(algo, keys: jax.Array):
+    """``(compiled, seconds)``: a fresh ``jax.jit(jax.vmap(algo.train)).lower(keys).compile()`` and
+    its wall time (tracing, lowering and XLA compilation of the whole run, initialisation included).
+    Every call traces and compiles anew, so it can be timed repeatedly."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(jax.vmap(algo.train)).lower(keys).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def prepare_rejax(algo, keys: jax.Array, *, steps: int, name: str = "rejax", report_fields: dict | None = None,
+                  num_eval_episodes: int = 16, eval_seed: int = 1) -> Timed:
+    """Compile ``jit(vmap(algo.train))`` for ``keys`` (:func:`compile_rejax`), run it once: a `_common.Timed`.
+
+    Each ``call()`` runs the compiled call once more on the same keys (a whole training run from
+    its initialisation). ``steps`` is the env steps of one call, all seeds together.
+
+    ``report()`` evaluates the last call's final policies with rejax's own
+    ``rejax.evaluate.evaluate`` (``algo.make_act``, as rejax's evaluation does: PPO and SAC sample,
+    TD3 acts deterministically): mean undiscounted return over ``num_eval_episodes`` episodes per
+    seed, each run until done or ``max_steps_in_episode``; not timed. It returns ``report_fields``
+    plus ``library, version, gymnax_version, num_seeds, devices_used, first_call_s,
+    lower_compile_s, final_return (list, per seed), final_return_mean, final_return_std,
+    evaluation``.
+    """
+    import importlib.metadata
+
+    from rejax.evaluate import evaluate
+
+    num_seeds = keys.shape[0]
+    devices_used = len(keys.sharding.device_set)
+    # First call = explicit lower + compile, then the first execution; the split is reported too,
+    # because on a loaded machine "first minus steady" can come out near zero or negative.
+    t0 = time.perf_counter()
+    compiled, lower_compile = compile_rejax(algo, keys)
+    last = [jax.block_until_ready(compiled(keys))]
+    first = time.perf_counter() - t0
+
+    def call() -> float:
+        t0 = time.perf_counter()
+        last[0] = jax.block_until_ready(compiled(keys))
+        return time.perf_counter() - t0
+
+    # ``algo.env`` is the env rejax actually trained on (it may wrap ours in FloatObsWrapper when
+    # normalize_observations=True); make_act applies the learned obs normalization itself.
+    env_params = algo.env_params
+    max_steps = int(env_params.max_steps_in_episode)
+
+    def eval_one(ts_i, key):
+        _, returns = evaluate(algo.make_act(ts_i), key, algo.env, env_params, num_eval_episodes, max_steps)
+        return returns.mean()
+
+    def report() -> dict:
+        eval_keys = jax.random.split(jax.random.PRNGKey(eval_seed), num_seeds)
+        final = np.asarray(jax.jit(jax.vmap(eval_one))(last[0][0], eval_keys))
+        return {
+            "library": "rejax",
+            "version": importlib.metadata.version("rejax"),
+            "gymnax_version": importlib.metadata.version("gymnax"),
+            "num_seeds": num_seeds,
+            "devices_used": devices_used,
+            **(report_fields or {}),
+            "first_call_s": first,
+            "lower_compile_s": lower_compile,
+            "final_return": final.tolist(),
+            "final_return_mean": float(final.mean()),
+            "final_return_std": float(final.std()),
+            "evaluation": (
+                f"rejax.evaluate.evaluate on the final policy (algo.make_act, as rejax evaluates): mean "
+                f"undiscounted return over {num_eval_episodes} episodes per seed, capped at {max_steps} "
+                f"steps; not timed"
+            ),
+        }
+
+    return Timed(name, call, steps, lower_compile, report, first - lower_compile, devices_used)
+
+
+# ---------------------------------------------------------------------------
 # Peer: rejax PPO
 # ---------------------------------------------------------------------------
 
@@ -356,12 +473,7 @@ def prepare_rejax_ppo(
     first_call_s, lower_compile_s, final_return (list, per seed),
     final_return_mean, final_return_std, evaluation, config, notes``.
     """
-    import importlib.metadata
-
     from rejax import PPO
-    from rejax.evaluate import evaluate
-
-    env, env_params = make_adapted_env(env_id)
 
     batch_size = num_envs * num_steps
     if batch_size % num_minibatches:
@@ -389,15 +501,7 @@ def prepare_rejax_ppo(
             f"{timesteps_per_seed} = {num_iterations} iterations x {batch_size}."
         )
 
-    rejax_config = dict(
-        env=env,
-        env_params=env_params,
-        total_timesteps=timesteps_per_seed,
-        # Evaluation kept out of training: one outer scan step covering all
-        # iterations, no initial evaluation; eval_callback is replaced by a
-        # no-op below, so nothing of rejax's evaluation remains in train().
-        eval_freq=timesteps_per_seed,
-        skip_initial_evaluation=True,
+    settings = dict(
         num_envs=num_envs,
         num_steps=num_steps,
         num_epochs=num_epochs,
@@ -413,77 +517,23 @@ def prepare_rejax_ppo(
         normalize_rewards=False,
         agent_kwargs={"hidden_layer_sizes": tuple(hidden), "activation": activation},
     )
-    algo = PPO.create(**rejax_config)
-    algo = algo.replace(eval_callback=lambda algo, ts, rng: jnp.zeros((), jnp.float32))
-
-    train = jax.jit(jax.vmap(algo.train))
-    keys = jax.random.split(jax.random.PRNGKey(seed), num_seeds)
-    if split_seeds:
-        keys = split_seeds_over_devices(keys)
-    devices_used = len(keys.sharding.device_set)
-
-    # First call = explicit lower + compile, then the first execution; the
-    # split is reported too, because on a loaded machine "first minus steady"
-    # can come out near zero or negative.
-    t0 = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    lower_compile = time.perf_counter() - t0
-    last = [jax.block_until_ready(compiled(keys))]
-    first = time.perf_counter() - t0
-
-    def call() -> float:
-        t0 = time.perf_counter()
-        last[0] = jax.block_until_ready(compiled(keys))
-        return time.perf_counter() - t0
-
-    # Final-policy evaluation, outside the timed region.  ``algo.env`` is the
-    # env rejax actually trained on (it may wrap ours in FloatObsWrapper when
-    # normalize_observations=True); make_act applies the learned obs
-    # normalization itself.
-    max_steps = int(env_params.max_steps_in_episode)
-
-    def eval_one(ts_i, key):
-        _, returns = evaluate(
-            algo.make_act(ts_i), key, algo.env, env_params, num_eval_episodes, max_steps
-        )
-        return returns.mean()
-
-    def report() -> dict:
-        eval_keys = jax.random.split(jax.random.PRNGKey(seed + 1), num_seeds)
-        final = np.asarray(jax.jit(jax.vmap(eval_one))(last[0][0], eval_keys))
-        config = {
-            k: v for k, v in rejax_config.items() if k not in ("env", "env_params")
-        }
-        config["learning_rate"] = (
-            f"linear schedule {learning_rate} -> 0" if anneal_lr else learning_rate
-        )
-        config["eval_callback"] = "no-op"
-        return {
-            "library": "rejax",
-            "version": importlib.metadata.version("rejax"),
-            "gymnax_version": importlib.metadata.version("gymnax"),
-            "env_id": env_id,
-            "num_seeds": num_seeds,
-            "devices_used": devices_used,
-            "total_timesteps": total_timesteps,
-            "timesteps_per_seed": timesteps_per_seed,
-            "num_iterations": num_iterations,
-            "first_call_s": first,
-            "lower_compile_s": lower_compile,
-            "final_return": final.tolist(),
-            "final_return_mean": float(final.mean()),
-            "final_return_std": float(final.std()),
-            "evaluation": (
-                f"rejax.evaluate.evaluate on the final policy (stochastic, sampled "
-                f"actions): mean undiscounted return over {num_eval_episodes} "
-                f"episodes per seed, capped at {max_steps} steps; not timed"
-            ),
-            "config": config,
-            "notes": notes,
-        }
-
-    return Timed(name, call, num_seeds * timesteps_per_seed, lower_compile, report, first - lower_compile,
-                 devices_used)
+    # evaluation kept out of training (make_rejax_algo): nothing of it remains in train()
+    algo = make_rejax_algo(PPO, env_id, timesteps_per_seed, settings)
+    keys = rejax_seed_keys(seed, num_seeds, split_seeds)
+    config = dict(total_timesteps=timesteps_per_seed, eval_freq=timesteps_per_seed, skip_initial_evaluation=True,
+                  **settings)
+    config["learning_rate"] = f"linear schedule {learning_rate} -> 0" if anneal_lr else learning_rate
+    config["eval_callback"] = "no-op"
+    report_fields = {
+        "env_id": env_id,
+        "total_timesteps": total_timesteps,
+        "timesteps_per_seed": timesteps_per_seed,
+        "num_iterations": num_iterations,
+        "config": config,
+        "notes": notes,
+    }
+    return prepare_rejax(algo, keys, steps=num_seeds * timesteps_per_seed, name=name, report_fields=report_fields,
+                         num_eval_episodes=num_eval_episodes, eval_seed=seed + 1)
 
 
 def rejax_ppo(env_id: str, *, repeats: int = 1, **kwargs) -> dict:

@@ -175,4 +175,64 @@ class DiagGaussian:
         return DiagGaussian(tangent.mean * jnp.exp(-2.0 * self.log_std), 2.0 * tangent.log_std)
 
 
+def tanh_log_det_jacobian(pre_tanh: jax.Array) -> jax.Array:
+    """``[...]`` sum_i log(1 - tanh(u_i)^2) over the last axis, the log |det| of a = tanh(u)'s Jacobian.
+
+    Computed as 2 (log 2 - u - softplus(-2u)), an identity that stays finite where tanh(u) rounds
+    to +-1 (|u| > ~9 in float32), where log(1 - tanh(u)^2) is -inf.
+    """
+    return jnp.sum(2.0 * (math.log(2.0) - pre_tanh - jax.nn.softplus(-2.0 * pre_tanh)), axis=-1)
+
+
+def tanh_gaussian_log_prob(pre_tanh: jax.Array, mean: jax.Array, log_std: jax.Array) -> jax.Array:
+    """Log density of a = tanh(u), u ~ N(mean, diag(exp(log_std)^2)), by the change of variables
+    (Haarnoja et al. 2018b, appendix C, eq. 21):
+
+        log pi(a) = log N(u; mean, std) - sum_i log(1 - tanh(u_i)^2)
+
+    evaluated at the pre-squash ``u`` (:func:`tanh_log_det_jacobian`, stable as |a| -> 1).
+
+    Args:
+      pre_tanh: ``[..., D]`` u; mean, log_std: ``[..., D]``.
+    Returns:
+      ``[...]`` log-densities of a = tanh(u) in (-1, 1)^D.
+    """
+    return DiagGaussian(mean, log_std).log_prob(pre_tanh) - tanh_log_det_jacobian(pre_tanh)
+
+
+@struct.dataclass
+class TanhGaussian:
+    """The tanh-squashed diagonal Gaussian of SAC: a = tanh(u), u ~ N(mean, diag(std^2)), a in (-1, 1)^D.
+
+    Densities are those of a (:func:`tanh_gaussian_log_prob`); rescaling (-1, 1) to an env's
+    bounds is left to the caller (log-probabilities and SAC's target entropy -|A| are both in the
+    (-1, 1) space, as in Haarnoja et al.'s and Stable-Baselines3's implementations).
+
+    Attributes:
+      mean, log_std: ``[..., D]`` parameters of the Gaussian before the squash.
+    """
+
+    mean: jax.Array
+    log_std: jax.Array
+
+    def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """A reparameterised sample a = tanh(mean + std * eps) ``[..., D]`` and log pi(a) ``[...]``,
+        the log-density taken at u (exact, no atanh)."""
+        u = DiagGaussian(self.mean, self.log_std).sample(key)
+        return jnp.tanh(u), tanh_gaussian_log_prob(u, self.mean, self.log_std)
+
+    def log_prob(self, action: jax.Array, eps: float = 1e-6) -> jax.Array:
+        """``[...]`` log pi(a) of given actions ``[..., D]`` in [-1, 1]; u = atanh(clip(a, -1 + eps, 1 - eps)).
+
+        Prefer `sample_and_log_prob` for the policy's own samples: float32 rounds tanh(u) to 1 for
+        |u| > ~9, beyond which the clipped atanh cannot recover u.
+        """
+        u = jnp.arctanh(jnp.clip(action, -1.0 + eps, 1.0 - eps))
+        return tanh_gaussian_log_prob(u, self.mean, self.log_std)
+
+    def mode(self) -> jax.Array:
+        """``[..., D]`` tanh(mean), the deterministic action used for evaluation."""
+        return jnp.tanh(self.mean)
+
+
 Distribution = Categorical | DiagGaussian

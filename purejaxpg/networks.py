@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxpg.distributions import Categorical, DiagGaussian
+from purejaxpg.distributions import Categorical, DiagGaussian, TanhGaussian
 from purejaxpg.envs import EnvSpec
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
@@ -207,3 +207,58 @@ def make_policy(spec: EnvSpec, hidden: Sequence[int] = (64, 64), activation: str
 def make_critic(spec: EnvSpec, hidden: Sequence[int] = (64, 64), activation: str = "tanh") -> nn.Module:
     """The state-value module for an environment."""
     return Critic(len(spec.obs_shape), tuple(hidden), activation)
+
+
+# ---------------------------------------------------------------------------------------------
+# Off-policy actor-critics: actions live in [-1, 1]^D (the algorithm rescales to the env's bounds)
+
+
+class DeterministicActor(nn.Module):
+    """mu(s) = tanh(MLP(s)) in [-1, 1]^D, the deterministic policy of DDPG and TD3.
+
+    The output layer starts small (gain 0.01), as Lillicrap et al. (2016) initialise it near 0.
+    """
+
+    action_dim: int
+    obs_ndim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        x = _flatten_obs(obs, self.obs_ndim)
+        return jnp.tanh(MLP(self.hidden, self.action_dim, self.activation, 0.01)(x))
+
+
+class TanhGaussianActor(nn.Module):
+    """SAC's policy: an MLP with two heads, mean and state-dependent log std (clipped to
+    [LOG_STD_MIN, LOG_STD_MAX]) -> `purejaxpg.distributions.TanhGaussian` over [-1, 1]^D."""
+
+    action_dim: int
+    obs_ndim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> TanhGaussian:
+        x = _flatten_obs(obs, self.obs_ndim)
+        out = MLP(self.hidden, 2 * self.action_dim, self.activation, 0.01)(x)
+        mean, log_std = jnp.split(out, 2, axis=-1)
+        return TanhGaussian(mean, jnp.clip(log_std, LOG_STD_MIN, LOG_STD_MAX))
+
+
+class QCritic(nn.Module):
+    """Action-value function Q(s, a) = MLP([s, a]): ``([..., *obs_shape], [..., D]) -> [...]``.
+
+    An ensemble of K critics is K parameter sets of this module, initialised and applied with
+    ``jax.vmap`` (`purejaxpg.algorithms.offpolicy`), one batched matrix product per layer.
+    """
+
+    obs_ndim: int
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([_flatten_obs(obs, self.obs_ndim), action.astype(jnp.float32)], axis=-1)
+        return MLP(self.hidden, 1, self.activation, 1.0)(x)[..., 0]

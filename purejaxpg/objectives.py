@@ -272,3 +272,72 @@ def grpo_k3(log_probs: jax.Array, ref_log_probs: jax.Array) -> jax.Array:
     chex.assert_equal_shape([log_probs, ref_log_probs])
     d = ref_log_probs - log_probs
     return jnp.maximum(jnp.expm1(d) - d, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Off-policy actor-critic objectives
+
+
+def q_ensemble_loss(q_values: jax.Array, targets: jax.Array) -> jax.Array:
+    """Critic loss of an ensemble of K Q-functions regressed on one target:
+    sum_k 0.5 * mean_b (Q_k(s_b, a_b) - y_b)^2 (TD3 and SAC train both critics on the same y).
+
+    Args:
+      q_values: ``[K, B]``; targets: ``[B]`` (treated as constants).
+    Returns:
+      scalar loss.
+    """
+    chex.assert_rank(q_values, 2)
+    chex.assert_equal_shape([q_values[0], targets])
+    targets = jax.lax.stop_gradient(targets)
+    return 0.5 * jnp.sum(jnp.mean((q_values - targets) ** 2, axis=-1))
+
+
+def dpg_actor_loss(q_values: jax.Array) -> jax.Array:
+    """Deterministic policy-gradient actor loss -mean_b Q(s_b, mu_theta(s_b)) (Silver et al. 2014, eq. 6).
+
+    Its gradient in theta is -mean_b grad_a Q(s_b, a)|_{a = mu(s_b)} grad_theta mu_theta(s_b), the
+    deterministic policy gradient, when ``q_values`` is computed from ``mu_theta``'s actions by a
+    critic whose parameters are not differentiated (pass them through ``stop_gradient`` or take the
+    gradient in the actor's parameters only).
+
+    Args:
+      q_values: ``[B]`` Q(s, mu_theta(s)) (one critic: DDPG, TD3's first).
+    Returns:
+      scalar loss.
+    """
+    return -jnp.mean(q_values)
+
+
+def sac_actor_loss(q_values: jax.Array, log_probs: jax.Array, alpha: chex.Numeric) -> jax.Array:
+    """SAC's policy loss mean_b [alpha log pi(a_b|s_b) - Q(s_b, a_b)], a_b = f_theta(eps_b; s_b)
+    reparameterised (Haarnoja et al. 2018b, eq. 7 with eq. 11's reparameterisation).
+
+    Args:
+      q_values: ``[B]`` min_k Q_k(s, a) at the reparameterised actions.
+      log_probs: ``[B]`` log pi(a|s) of those actions (tanh-corrected: `purejaxpg.distributions.TanhGaussian`).
+      alpha: temperature, scalar (treated as a constant).
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([q_values, log_probs])
+    return jnp.mean(jax.lax.stop_gradient(alpha) * log_probs - q_values)
+
+
+def temperature_loss(log_alpha: jax.Array, log_probs: jax.Array, target_entropy: chex.Numeric) -> jax.Array:
+    """SAC's automatic temperature loss -mean_b log(alpha) (log pi(a_b|s_b) + H_target)
+    (Haarnoja et al. 2018b, eq. 18, in log alpha as most implementations optimise it).
+
+    Its gradient in log alpha is -(mean log pi + H_target) = E[H(pi)] - H_target: alpha falls while the
+    policy's entropy is below the target and rises above it. The usual target is -|A| (the action
+    dimension), e.g. -1 for Pendulum.
+
+    Args:
+      log_alpha: scalar, the learnt log temperature.
+      log_probs: ``[B]`` log-probabilities of actions sampled from the current policy (constants).
+      target_entropy: scalar H_target.
+    Returns:
+      scalar loss.
+    """
+    chex.assert_rank(log_alpha, 0)
+    return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_probs + target_entropy))

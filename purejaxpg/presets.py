@@ -1,5 +1,8 @@
 """Per-environment settings of each algorithm, as data: ``PRESETS[algo][env_id] -> {setting: value}``.
 
+``PRESETS[algo]["*"]`` holds an algorithm's settings for every environment (the env's own
+preset is applied over them).
+
 `purejaxpg.experiment.build` applies an algorithm's preset for the env before the caller's
 overrides (the CLI's ``--no-presets`` skips it). Keys are the flat setting names of
 `purejaxpg.experiment.settings_fields` (``TrainConfig``, the algorithm's static fields and its
@@ -13,6 +16,8 @@ from typing import Any
 _CLASSIC_CONTROL_NATURAL = {  # TRPO / NPG / NAC: 8 x 256 batches, as rl-baselines3-zoo's CartPole TRPO
     "CartPole-v1": dict(num_envs=8, num_steps=256, total_timesteps=100_000),
 }
+
+_OFF_POLICY = dict(num_envs=1, num_steps=1)
 
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # PPO's defaults are the classic CartPole config. Pendulum: the shape of the one-seed config of
@@ -79,6 +84,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
                             normalize_rewards=True, reward_norm_gamma=0.9, gamma=0.9, gae_lambda=0.9, vf_coef=0.4,
                             optimizer="rmsprop", anneal_lr=True, lr=7e-4, use_sde=True, log_std_init=-2.0),
     },
+    # Off-policy: one env stepped once per iteration, one gradient step per transition (the
+    # literature's train_freq 1, gradient_steps 1). Pendulum at 2e4 steps: rl-baselines3-zoo's
+    # budget; lr 1e-3 as rl-baselines3-zoo's Pendulum TD3/DDPG and SAC configs.
+    "ddpg": {"*": _OFF_POLICY, "Pendulum-v1": dict(total_timesteps=20_000, actor_lr=1e-3, critic_lr=1e-3)},
+    "td3": {"*": _OFF_POLICY, "Pendulum-v1": dict(total_timesteps=20_000, actor_lr=1e-3, critic_lr=1e-3)},
+    "sac": {"*": _OFF_POLICY, "Pendulum-v1": dict(total_timesteps=20_000, actor_lr=1e-3, critic_lr=1e-3)},
     # the per-batch standardisation of G_t is a constant baseline; without it lr 1e-2 is unstable
     "reinforce": {
         "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=200_000, lr=5e-3, normalize_advantages=True),
@@ -91,5 +102,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def preset(algo_name: str, env_id: str) -> dict[str, Any]:
-    """A copy of the settings preset for ``algo_name`` on ``env_id`` (``{}`` when there is none)."""
-    return dict(PRESETS.get(algo_name, {}).get(env_id, {}))
+    """The settings preset for ``algo_name`` on ``env_id``: its ``"*"`` entry updated by the env's
+    own (``{}`` when there is neither); a new dict."""
+    by_env = PRESETS.get(algo_name, {})
+    return {**by_env.get("*", {}), **by_env.get(env_id, {})}

@@ -24,6 +24,9 @@ ALGORITHMS: dict[str, str] = {
     "reinforce": "purejaxpg.algorithms.reinforce:Reinforce",
     "reinforce_baseline": "purejaxpg.algorithms.reinforce:ReinforceBaseline",
     "a2c": "purejaxpg.algorithms.a2c:A2C",
+    "ddpg": "purejaxpg.algorithms.td3:DDPG",
+    "td3": "purejaxpg.algorithms.td3:TD3",
+    "sac": "purejaxpg.algorithms.sac:SAC",
 }
 
 
