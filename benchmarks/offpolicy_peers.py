@@ -40,7 +40,7 @@ cannot vmap seeds (its "8 seeds" are 8 sequential runs, the same steps/s; not ru
 s" is its first ``learn`` minus the median of the later ones (its jit compiles inside ``learn``).
 It is optional: ``pip install ".[bench]"``; without it the rows say why.
 
-    python benchmarks/offpolicy_peers.py [--algos sac td3] [--seeds 1 8] [--rounds 3]
+    python benchmarks/offpolicy_peers.py [--algos sac td3] [--seeds 1 8] [--rounds 5] [--compile-rounds 3]
         [--timesteps 5000] [--no-sbx] [--rejax-as-configured] [--xla-cpu-threads N] [--name N]
 
 Writes ``benchmarks/results/offpolicy_peers.json`` (or ``<N>.json``). Never asserts a time.
@@ -234,10 +234,12 @@ def prepare_sbx(algo: str, total_timesteps: int, seed: int = 0, name: str = "sbx
         return cls("MlpPolicy", env, seed=seed, verbose=0, device="cpu", **kwargs)
 
     last = [None]
+    build_seconds = []
 
     def call() -> float:
         t0 = time.perf_counter()
         model = build()
+        build_seconds.append(time.perf_counter() - t0)
         model.learn(total_timesteps=total_timesteps)
         elapsed = time.perf_counter() - t0
         last[0] = model
@@ -254,6 +256,8 @@ def prepare_sbx(algo: str, total_timesteps: int, seed: int = 0, name: str = "sbx
             "gymnasium_version": importlib.metadata.version("gymnasium"),
             "algo": algo, "env_id": f"{ENV_ID} (gymnasium)", "num_seeds": 1, "devices_used": 1,
             "timesteps_per_seed": total_timesteps, "first_call_s": first,
+            "build_s": build_seconds, "build_definition": "seconds of each call spent building the model "
+                                                          "(networks, optimisers, buffer) before learn()",
             "final_return": returns, "final_return_mean": float(np.mean(returns)) if returns else None,
             "final_return_definition": "mean return of the last 3 training episodes (SB3's Monitor)",
         }
@@ -301,7 +305,7 @@ def measure(algo: str, num_seeds: int, args, machine: dict[str, Any]) -> list[di
 
     # compile rounds: every compilable library anew, in turn
     compilers = [_common.Timed(t.name, rc, 0, float("nan"), dict) for t, rc, _ in entries if rc is not None]
-    compiles = _common.interleave(compilers, args.rounds) if args.rounds else {}
+    compiles = _common.interleave(compilers, args.compile_rounds) if args.compile_rounds else {}
     # run rounds: every library's compiled call once per round, in turn
     measured = _common.interleave(timed, args.rounds)
 
@@ -315,30 +319,37 @@ def measure(algo: str, num_seeds: int, args, machine: dict[str, Any]) -> list[di
                "command": machine["command"], "machine": machine}
         if t.name in compiles:
             c = compiles[t.name]["seconds"]
-            row.update(compile_s=float(np.median(c)), compile_times_s=c.tolist(), compile_first_s=t.compile_s,
-                       compile_definition="fresh trace + lower + XLA compile of the whole training call, median of "
-                                          "the compile rounds")
+            row.update(compile_s=float(np.median(c)), compile_times_s=c.tolist(),
+                       compile_definition="fresh trace + lower + XLA compile of every program of the training call "
+                                          "(purejaxpg: init and run; rejax: jit(vmap(train))), median of the compile "
+                                          "rounds")
+        elif t.name != "sbx":  # no compile rounds
+            row.update(compile_s=t.compile_s, compile_definition="the first compile, as the library's timing "
+                                                                 "reports it (purejaxpg: run program only)")
         else:  # sbx: its jit compiles inside its first learn()
             steady = float(np.median(measured[t.name]["seconds"]))
             row.update(compile_s=t.first_s - steady, compile_definition="first learn() minus the median later one")
+        row["compile_first_s"] = t.compile_s  # purejaxpg: run_chunked's own figure, the run program only
         if t is not ours:
             row.update(_ratio_fields("ratio_purejaxpg_over_peer", measured[ours.name]["seconds"],
                                      measured[t.name]["seconds"]))
             row.update(_ratio_fields("cpu_ratio_purejaxpg_over_peer", measured[ours.name]["cpu_seconds"],
                                      measured[t.name]["cpu_seconds"]))
-            if t.name in compiles:
+            if t.name in compiles and ours.name in compiles:
                 # purejaxpg compile seconds / peer compile seconds, per compile round
                 row.update(_ratio_fields("compile_ratio_purejaxpg_over_peer", compiles[t.name]["seconds"],
                                          compiles[ours.name]["seconds"]))
             else:
-                row["compile_ratio_purejaxpg_over_peer"] = float(
-                    np.median(compiles[ours.name]["seconds"]) / row["compile_s"]) if row["compile_s"] > 0 else None
+                ours_compile = rows[0]["compile_s"]
+                row["compile_ratio_purejaxpg_over_peer"] = (float(ours_compile / row["compile_s"])
+                                                            if row["compile_s"] > 0 else None)
         rows.append(row)
         extra = ""
         if t is not ours:
+            compile_ratio = row["compile_ratio_purejaxpg_over_peer"]
             extra = (f"; purejaxpg/{t.name.split(' ')[0]} steps/s {row['ratio_purejaxpg_over_peer']:.2f}x "
                      f"({row['ratio_purejaxpg_over_peer_min']:.2f}-{row['ratio_purejaxpg_over_peer_max']:.2f}), "
-                     f"compile {row['compile_ratio_purejaxpg_over_peer']:.2f}x")
+                     f"compile {'n/a' if compile_ratio is None else format(compile_ratio, '.2f') + 'x'}")
         print(f"{algo}, {num_seeds} seed(s), {t.name}: {row['steps_per_second_median']:,.0f} steps/s median "
               f"({row['steps_per_second']:,.0f} best), compile {row['compile_s']:.1f} s{extra}", flush=True)
     for s in skipped:
@@ -352,7 +363,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=["sac", "td3"], choices=["sac", "td3"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--rounds", type=int, default=3, help="compile rounds and run rounds (each library in turn)")
+    parser.add_argument("--rounds", type=int, default=5, help="timed run rounds (each library's call in turn)")
+    parser.add_argument("--compile-rounds", type=int, default=3, help="compile rounds (each library anew, in turn)")
     parser.add_argument("--timesteps", type=int, default=5000, help="env steps per seed of one timed call")
     parser.add_argument("--no-sbx", action="store_true")
     parser.add_argument("--rejax-as-configured", action="store_true",
@@ -392,6 +404,7 @@ def main() -> None:
     print("return: purejaxpg, mean return of the episodes ended in the last 10% of iterations; rejax, its evaluate() "
           "of the final policy; sbx, its last 3 training episodes. A sanity check, not a learning benchmark.")
     payload = {"env_id": ENV_ID, "timesteps_per_call": args.timesteps, "rounds": args.rounds,
+               "compile_rounds": args.compile_rounds,
                "xla_cpu_threads": args.xla_cpu_threads, "rejax_pendulum_yaml": REJAX_PENDULUM,
                "rows": rows}
     print("wrote", _common.write_json(args.name, payload))

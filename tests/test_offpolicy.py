@@ -2,7 +2,7 @@
 batches, warm-up, policy delay, action scaling, bad settings, NaN-free corner cases, checkpoints."""
 
 import dataclasses
-import shutil
+import os
 
 import jax
 import jax.numpy as jnp
@@ -282,3 +282,20 @@ def test_sac_resumed_from_a_checkpoint_is_bit_identical_with_the_buffer(tmp_path
         np.testing.assert_array_equal(out.metrics[name], values, err_msg=name)
     for a, b in zip(jax.tree.leaves(out.runner), jax.tree.leaves(whole.runner)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cli_trains_and_sweeps_an_off_policy_algorithm(tmp_path, capsys):
+    """``train --algo sac`` and ``sweep --algo td3 --grid actor-lr=...`` run and write their files;
+    ``--algo sac`` on a discrete env exits 2 naming the problem."""
+    from purejaxpg.__main__ import main
+
+    tiny = ["--env", "Pendulum-v1", "--total-timesteps", "48", "--num-envs", "2", "--num-steps", "4", "--hidden", "16,16",
+            "--batch-size", "8", "--buffer-size", "64", "--learning-starts", "16"]
+    assert main(["train", "--algo", "sac", "--seeds", "2", "--out", str(tmp_path / "t"), *tiny]) == 0
+    assert {"config.json", "metrics.csv", "summary.json"} <= set(os.listdir(tmp_path / "t"))
+    assert main(["sweep", "--algo", "td3", "--grid", "actor-lr=1e-3,3e-3", "--seeds", "1", "--out",
+                 str(tmp_path / "s"), *tiny]) == 0
+    assert "results.csv" in os.listdir(tmp_path / "s")
+    capsys.readouterr()
+    assert main(["train", "--algo", "sac", "--env", "CartPole-v1", "--out", str(tmp_path / "bad")]) == 2
+    assert "continuous" in capsys.readouterr().err

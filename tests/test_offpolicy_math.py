@@ -192,7 +192,7 @@ def test_smoothed_target_action_clips_noise_before_bounds():
     key = jax.random.key(5)
     sigma, c = 0.5, 0.4
     wide = np.asarray(T.smoothed_target_action(mu, key, sigma, c, low=-100.0, high=100.0), np.float64)
-    pert = wide - 0.0
+    pert = wide  # a - mu' with mu' = 0
     assert np.abs(pert).max() <= c * (1 + 1e-6)
     assert pert.std() > 0.1  # the noise is there
     # fraction clipped at +c (and at -c) against the Gaussian tail 1 - Phi(c / sigma)
@@ -221,7 +221,7 @@ def test_smoothed_target_action_noise_std_monte_carlo():
     """smoothed_target_action with a large noise_clip and interior mu': a - mu' has mean 0 and std noise_std (MC)."""
     n, d = 20000, 3
     sigma = 0.1
-    mu = jnp.full((n, d), -0.5, jnp.float32)  # 5 sigma from high = 1 is 15 sigma, from low = -2 is 15 sigma
+    mu = jnp.full((n, d), -0.5, jnp.float32)  # 15 sigma from both bounds (-2, 1): the outer clip never acts
     a = T.smoothed_target_action(mu, jax.random.key(21), sigma, 10.0, low=-2.0, high=1.0)
     pert = np.asarray(a, np.float64) + 0.5
     m = pert.size
@@ -324,7 +324,7 @@ def test_dpg_actor_loss_gradient_matches_finite_differences_and_chain_rule():
         g = np.asarray(jax.jit(jax.grad(_dpg_loss))(jnp.asarray(W0), states))
         loss = jax.jit(_dpg_loss)
         fd = np_fd_grad(lambda w: float(loss(jnp.asarray(w), states)), W0)
-    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-7)
     # deterministic policy gradient (Silver et al. 2014): grad_theta J = mean_b grad_a Q(s_b, a)|_{mu(s_b)} dmu/dtheta,
     # with a = W s, d a_i / d W_ij = s_j; the loss is -J.
     chain = np.zeros_like(W0)
@@ -333,7 +333,7 @@ def test_dpg_actor_loss_gradient_matches_finite_differences_and_chain_rule():
         a = W0 @ s
         grad_a_q = -2.0 * (a - C_MAT @ s) + M_MAT.T @ (V_VEC * (1.0 - np.tanh(M_MAT @ a) ** 2))
         chain -= np.outer(grad_a_q, s) / B_DPG
-    np.testing.assert_allclose(g, chain, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(g, chain, rtol=1e-7, atol=1e-9)
     # the same in float32
     g32 = jax.jit(jax.grad(_dpg_loss))(jnp.asarray(W0, jnp.float32), jnp.asarray(STATES, jnp.float32))
     np.testing.assert_allclose(g32, chain, rtol=1e-4, atol=1e-5)
@@ -411,6 +411,10 @@ def test_temperature_loss_gradient_sign(entropy_below_target):
 # 8. Tanh-squashed Gaussian.
 # ----------------------------------------------------------------------------------------------
 
+# One jitted entry point per method: eager dispatch would compile every primitive separately.
+_sample_and_log_prob = jax.jit(lambda dist, key: dist.sample_and_log_prob(key))
+_log_prob = jax.jit(lambda dist, action: dist.log_prob(action))
+
 
 @pytest.mark.parametrize("mean,std", [(0.3, 0.7), (-1.0, 0.5), (0.0, 1.0)])
 def test_tanh_gaussian_density_integrates_to_one(mean, std):
@@ -419,9 +423,9 @@ def test_tanh_gaussian_density_integrates_to_one(mean, std):
     a = -1.0 + (np.arange(n) + 0.5) * (2.0 / n)  # midpoints, at least 2.5e-6 from +-1
     with jax.enable_x64(True):
         dist = TanhGaussian(jnp.full((n, 1), mean, jnp.float64), jnp.full((n, 1), math.log(std), jnp.float64))
-        density = np.exp(np.asarray(dist.log_prob(jnp.asarray(a[:, None]))))
+        density = np.exp(np.asarray(_log_prob(dist, jnp.asarray(a[:, None]))))
     assert density.shape == (n,)
-    assert np.sum(density) * (2.0 / n) == pytest.approx(1.0, abs=1e-4)
+    assert np.sum(density) * (2.0 / n) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_tanh_gaussian_log_prob_matches_numpy_reference():
@@ -443,7 +447,7 @@ def test_tanh_gaussian_samples_match_density_histogram():
     """Histogram of sample_and_log_prob's actions matches bin integrals of exp(log_prob) and of the Gaussian CDF."""
     n, mean, std = 200_000, 0.4, 0.9
     dist = TanhGaussian(jnp.full((n, 1), mean, jnp.float32), jnp.full((n, 1), math.log(std), jnp.float32))
-    actions, _ = dist.sample_and_log_prob(jax.random.key(17))
+    actions, _ = _sample_and_log_prob(dist, jax.random.key(17))
     edges = np.linspace(-1.0, 1.0, 21)
     edges[0], edges[-1] = -1.0 + 1e-5, 1.0 - 1e-5
     counts, _ = np.histogram(np.asarray(actions[:, 0], np.float64), bins=edges)
@@ -454,7 +458,7 @@ def test_tanh_gaussian_samples_match_density_histogram():
         fine = np.concatenate([lo + (np.arange(per_bin) + 0.5) * (hi - lo) / per_bin
                                for lo, hi in zip(edges[:-1], edges[1:])])
         one = TanhGaussian(jnp.full((fine.size, 1), mean), jnp.full((fine.size, 1), math.log(std)))
-        dens = np.exp(np.asarray(one.log_prob(jnp.asarray(fine[:, None]))))
+        dens = np.exp(np.asarray(_log_prob(one, jnp.asarray(fine[:, None]))))
     mass = dens.reshape(20, per_bin).sum(axis=1) * np.diff(edges) / per_bin
     # the same masses from the Gaussian CDF of atanh of the edges (independent of log_prob)
     cdf = np_normal_cdf((np.arctanh(edges) - mean) / std)
@@ -481,14 +485,14 @@ def test_tanh_log_det_jacobian_stable_where_tanh_rounds_to_one(u):
 def test_tanh_gaussian_sample_log_prob_stable_at_saturation():
     """sample_and_log_prob with u ~ +-15, +-30 gives finite log-probs equal to the float64 reference, finite grads."""
     mean = jnp.array([[15.0], [-15.0], [30.0], [-30.0]], jnp.float32)
-    log_std = jnp.full((4, 1), -4.0, jnp.float32)
+    log_std = jnp.full((4, 1), -2.0, jnp.float32)
     key = jax.random.key(23)
-    action, log_prob = TanhGaussian(mean, log_std).sample_and_log_prob(key)
+    action, log_prob = _sample_and_log_prob(TanhGaussian(mean, log_std), key)
     np.testing.assert_array_equal(np.abs(np.asarray(action)), 1.0)  # saturated in float32
     assert np.all(np.isfinite(np.asarray(log_prob)))
     # float64 reference from the same standard normal draw: u = mean + std eps
     eps = np.asarray(jax.random.normal(key, mean.shape, mean.dtype), np.float64)
-    std = math.exp(-4.0)
+    std = math.exp(-2.0)
     u = np.asarray(mean, np.float64) + std * eps
     ref = np.sum(np_normal_logpdf(u, np.asarray(mean, np.float64), std) - np_log1m_tanh2(u), axis=-1)
     np.testing.assert_allclose(log_prob, ref, rtol=1e-5, atol=1e-4)
@@ -507,11 +511,11 @@ def test_sample_log_prob_equals_log_prob_of_action():
     mean = jnp.asarray(rng.normal(0.0, 0.5, size=(500, 3)).astype(np.float32))
     log_std = jnp.asarray(rng.normal(-0.7, 0.2, size=(500, 3)).astype(np.float32))
     dist = TanhGaussian(mean, log_std)
-    action, log_prob = dist.sample_and_log_prob(jax.random.key(29))
+    action, log_prob = _sample_and_log_prob(dist, jax.random.key(29))
     assert action.shape == (500, 3) and log_prob.shape == (500,)
     moderate = np.all(np.abs(np.asarray(action)) < 0.99, axis=-1)
     assert moderate.mean() > 0.9
-    np.testing.assert_allclose(np.asarray(dist.log_prob(action))[moderate], np.asarray(log_prob)[moderate],
+    np.testing.assert_allclose(np.asarray(_log_prob(dist, action))[moderate], np.asarray(log_prob)[moderate],
                                rtol=1e-4, atol=1e-3)
 
 
@@ -523,15 +527,15 @@ def test_tanh_gaussian_mode_and_sum_over_last_axis():
     actions = rng.uniform(-0.95, 0.95, size=(5, 3)).astype(np.float32)
     dist = TanhGaussian(jnp.asarray(mean), jnp.asarray(log_std))
     np.testing.assert_allclose(dist.mode(), np.tanh(mean.astype(np.float64)), rtol=1e-6, atol=1e-6)
-    joint = dist.log_prob(jnp.asarray(actions))
+    joint = _log_prob(dist, jnp.asarray(actions))
     assert joint.shape == (5,)
-    per_dim = sum(TanhGaussian(jnp.asarray(mean[:, i:i + 1]), jnp.asarray(log_std[:, i:i + 1]))
-                  .log_prob(jnp.asarray(actions[:, i:i + 1])) for i in range(3))
+    per_dim = sum(_log_prob(TanhGaussian(jnp.asarray(mean[:, i:i + 1]), jnp.asarray(log_std[:, i:i + 1])),
+                            jnp.asarray(actions[:, i:i + 1])) for i in range(3))
     np.testing.assert_allclose(joint, per_dim, rtol=1e-5, atol=1e-5)
     # and each D = 1 term is the float64 change of variables at u = atanh(a)
-    u = np.arctanh(actions.astype(np.float64))
-    ref = np.sum(np_normal_logpdf(u, mean, np.exp(log_std.astype(np.float64))) - np.log(1 - actions.astype(np.float64) ** 2),
-                 axis=-1)
+    a64 = actions.astype(np.float64)
+    u = np.arctanh(a64)
+    ref = np.sum(np_normal_logpdf(u, mean, np.exp(log_std.astype(np.float64))) - np.log(1 - a64**2), axis=-1)
     np.testing.assert_allclose(joint, ref, rtol=1e-4, atol=1e-4)
 
 

@@ -33,7 +33,8 @@ ENV_IDS = ("CartPole-v1", "Pendulum-v1")
 #: Static settings that make any algorithm cheap to compile and run; each is applied only when the
 #: algorithm has a setting of that name.
 SMALL_SETTINGS = dict(hidden=(16,), critic_hidden=(16,), num_epochs=2, num_minibatches=2, critic_epochs=2,
-                      critic_minibatches=2, num_sgd_steps=2, cg_iters=5, episode_group_size=2)
+                      critic_minibatches=2, num_sgd_steps=2, cg_iters=5, episode_group_size=2,
+                      buffer_size=256, batch_size=16, learning_starts=0, gradient_steps=4)
 NUM_ENVS, NUM_STEPS = 4, 32
 #: Metrics the training skeleton adds to every algorithm's own (equal across seeds or absent by design).
 SKELETON_METRICS = {"env_steps", "episodes", *train.EPISODE_METRICS}
@@ -153,9 +154,10 @@ def fast_compiles():
         jax.config.update("jax_disable_most_optimizations", previous)
 
 
-#: In the default run: two algorithms whose loops differ most from PPO's (tests/test_train.py covers
-#: PPO): trpo (line search, critic fit) and grpo (episodic group resets). The rest run with -m slow.
-DETERMINISM_DEFAULT = ("trpo", "grpo")
+#: In the default run: three algorithms whose loops differ most from PPO's (tests/test_train.py covers
+#: PPO): trpo (line search, critic fit), grpo (episodic group resets) and sac (replay sampling). The
+#: rest run with -m slow.
+DETERMINISM_DEFAULT = ("trpo", "grpo", "sac")
 
 
 @pytest.mark.usefixtures("fast_compiles")

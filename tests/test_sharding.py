@@ -12,7 +12,7 @@ import textwrap
 
 SCRIPT = textwrap.dedent("""
     import json, jax, numpy as np
-    from purejaxpg import train
+    from purejaxpg import experiment, train
     from purejaxpg.algorithms import PPO, PPOHParams
     from purejaxpg.config import TrainConfig
     assert len(jax.devices()) == 4, jax.devices()
@@ -25,6 +25,13 @@ SCRIPT = textwrap.dedent("""
         leaf = res.runner.env.obs
         out[mode] = {"metrics": {k: np.nan_to_num(v).tolist() for k, v in res.metrics.items()},
                      "spec": str(getattr(leaf.sharding, "spec", None))}
+    # an off-policy learner: the replay buffer lives in the learner state (replicated with "envs")
+    sac = train.make_train(*experiment.build("sac", "Pendulum-v1", dict(
+        num_envs=4, num_steps=2, total_timesteps=4 * 2 * 4, hidden=(16,), batch_size=8, buffer_size=64,
+        learning_starts=8))[:2])
+    for mode in ("none", "runs", "envs"):
+        res = train.run_chunked(sac, train.seed_keys(0, 4), sac.algo.HParams(), shard=mode, chunk_iterations=2)
+        out["sac_" + mode] = {"metrics": {k: np.nan_to_num(v).tolist() for k, v in res.metrics.items()}}
     print(json.dumps(out))
 """)
 
@@ -37,11 +44,16 @@ def test_sharded_runs_and_envs_match_one_device():
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["runs"]["spec"] in ("P('devices',)", "PartitionSpec('devices',)")
     assert out["envs"]["spec"] in ("P(None, 'devices')", "PartitionSpec(None, 'devices')")
+    for prefix in ("", "sac_"):
+        _check_same(out, prefix)
+
+
+def _check_same(out, prefix):
     import numpy as np
 
-    base = out["none"]["metrics"]
+    base = out[prefix + "none"]["metrics"]
     for mode in ("runs", "envs"):
-        for name, values in out[mode]["metrics"].items():
+        for name, values in out[prefix + mode]["metrics"].items():
             if name in ("env_steps", "episodes", "episode_return", "episode_length"):
                 np.testing.assert_array_equal(values, base[name], err_msg=f"{mode}: {name}")
             else:  # identical math; only the summation order of reductions may differ

@@ -109,6 +109,8 @@ class OffPolicyAlgorithm:
     """
 
     rollout_options: ClassVar[rollout.RolloutOptions] = rollout.RolloutOptions()
+    #: continuous actions only
+    discrete: ClassVar[bool | None] = False
     #: the parts of ``params`` that have target networks
     target_parts: ClassVar[tuple[str, ...]] = ("actor", "critic")
 
@@ -152,7 +154,7 @@ class OffPolicyAlgorithm:
 
     # ---- checks -------------------------------------------------------------------------------
     def validate(self, spec: envs.EnvSpec, config) -> None:
-        common.check_action_space(self.name, spec, False)
+        common.check_action_space(self.name, spec, self.discrete)
         if config.normalize_obs or config.normalize_rewards:
             raise ConfigError(f"{self.name} does not support normalize_obs / normalize_rewards: the replay buffer "
                               "would hold data normalised by statistics that have since moved. Turn them off.")
@@ -245,12 +247,12 @@ class OffPolicyAlgorithm:
             return objectives.q_ensemble_loss(q, y), jnp.mean(q)
 
         tx = self._tx()
-        grads, q_mean = jax.grad(critic_loss, has_aux=True)(state.params["critic"])
+        (loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.params["critic"])
         critic_params, critic_opt, _ = common.apply_gradients(tx, grads, state.opt_state["critic"],
                                                               state.params["critic"], hparams.critic_lr)
         state = state.replace(params={**state.params, "critic": critic_params},
                               opt_state={**state.opt_state, "critic": critic_opt}, updates=state.updates + 1)
-        metrics = {"critic_loss": critic_loss(critic_params)[0], "q_mean": q_mean}
+        metrics = {"critic_loss": loss, "q_mean": q_mean}
 
         def actor_step(state):
             (loss, aux), grads = jax.value_and_grad(self.actor_loss, has_aux=True)(

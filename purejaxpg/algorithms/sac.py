@@ -34,7 +34,8 @@ class SACHParams(offpolicy.OffPolicyHParams):
     critic_lr: float = hp(3e-4, low=0.0, low_open=True, doc="Adam learning rate of the critics.")
     alpha_lr: float = hp(3e-4, low=0.0, low_open=True, doc="Adam learning rate of log alpha.")
     init_alpha: float = hp(1.0, low=0.0, low_open=True, doc="Initial temperature alpha (the fixed one with learn_alpha off).")
-    target_entropy_per_dim: float = hp(-1.0, doc="Target entropy per action dimension (target = this * |A|).")
+    target_entropy_per_dim: float = hp(-1.0, high=0.69, doc="Target entropy per action dimension (target = this * |A|); "
+                                       "at most log 2, the entropy of the uniform law on [-1, 1].")
 
 
 @dataclasses.dataclass(frozen=True)
