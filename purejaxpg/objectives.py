@@ -328,8 +328,8 @@ def temperature_loss(log_alpha: jax.Array, log_probs: jax.Array, target_entropy:
     """SAC's automatic temperature loss -mean_b log(alpha) (log pi(a_b|s_b) + H_target)
     (Haarnoja et al. 2018b, eq. 18, in log alpha as most implementations optimise it).
 
-    Its gradient in log alpha is -(mean log pi + H_target) = E[H(pi)] - H_target: alpha falls while the
-    policy's entropy is below the target and rises above it. The usual target is -|A| (the action
+    Its gradient in log alpha is -(mean log pi + H_target) = E[H(pi)] - H_target, so gradient descent
+    raises alpha while the policy's entropy is below the target and lowers it above. The usual target is -|A| (the action
     dimension), e.g. -1 for Pendulum.
 
     Args:

@@ -7,7 +7,7 @@ unless the step *terminated*: a time limit (truncation) is not a terminal state,
 
 with the next observation the final one of a truncated episode (`purejaxpg.rollout.Transition.next_obs`).
 Treating truncation as termination (as a single ``done`` flag does) biases every value near a
-time limit towards 0; ``tests/test_targets.py`` fails on that version.
+time limit towards 0; ``tests/test_offpolicy_math.py`` fails on that version.
 """
 
 from __future__ import annotations
@@ -94,4 +94,4 @@ def polyak_update(target: Any, online: Any, tau) -> Any:
     Returns:
       the new target pytree.
     """
-    return jax.tree.map(lambda t, o: t + tau * (o - t), target, online)
+    return jax.tree.map(lambda t, o: tau * o + (1.0 - tau) * t, target, online)
