@@ -40,7 +40,8 @@ BUDGETS = {
     "MountainCarContinuous-v0": 500_000,
     "Breakout-MinAtar": 1_000_000,
 }
-ALGOS = ["ppo", "trpo", "npg", "a2c", "reinforce", "reinforce_baseline", "ppo_kl", "mdpo", "grpo", "nac"]
+ALGOS = ["ppo", "trpo", "npg", "a2c", "reinforce", "reinforce_baseline", "ppo_kl", "mdpo", "grpo", "nac",
+         "ddpg", "td3", "sac"]
 #: at most this many points per seed in a row's learning curve
 CURVE_POINTS = 50
 
