@@ -88,7 +88,9 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # literature's train_freq 1, gradient_steps 1). Pendulum at 2e4 steps: rl-baselines3-zoo's
     # budget; lr 1e-3 as rl-baselines3-zoo's Pendulum TD3/DDPG and SAC configs.
     "ddpg": {"*": _OFF_POLICY, "Pendulum-v1": dict(total_timesteps=20_000, actor_lr=1e-3, critic_lr=1e-3)},
-    "td3": {"*": _OFF_POLICY, "Pendulum-v1": dict(total_timesteps=20_000, actor_lr=1e-3, critic_lr=1e-3),
+    # TD3: two steps per iteration, so that its 2 critic steps and 1 actor step run as one group
+    # without a lax.cond (algorithms/offpolicy.py); the actor moves every 2nd step either way
+    "td3": {"*": dict(_OFF_POLICY, num_steps=2), "Pendulum-v1": dict(total_timesteps=20_000, actor_lr=1e-3, critic_lr=1e-3),
             # rl-baselines3-zoo's exploration for this env: Ornstein-Uhlenbeck noise, sigma 0.5, theta 0.15,
             # here with dt 0.05 instead of 0.01 (a correlation time of 133 steps instead of 667, about
             # the car's swing): dt 0.01 left a seed in 8 unsolved at 5e4 steps

@@ -299,3 +299,35 @@ def test_cli_trains_and_sweeps_an_off_policy_algorithm(tmp_path, capsys):
     capsys.readouterr()
     assert main(["train", "--algo", "sac", "--env", "CartPole-v1", "--out", str(tmp_path / "bad")]) == 2
     assert "continuous" in capsys.readouterr().err
+
+
+def test_grouped_policy_delay_equals_the_per_step_counter_form():
+    """gradient_steps a multiple of policy_delay runs groups (critic, actor, critic, critic) without a
+    cond; with the same keys it gives the same parameters as the per-step form that decides by the
+    update counter (used otherwise)."""
+    trainer, hparams = build("td3", policy_delay=3, gradient_steps=6, learning_starts=0)
+    algo = trainer.algo
+    state = algo.init(jax.random.PRNGKey(0), trainer.spec, hparams)
+    batch = rollout.Transition(obs=jax.random.normal(jax.random.PRNGKey(1), (4, 2, 3)),
+                               action=jax.random.uniform(jax.random.PRNGKey(2), (4, 2, 1), minval=-2, maxval=2),
+                               reward=jax.random.normal(jax.random.PRNGKey(3), (4, 2)),
+                               terminated=jnp.zeros((4, 2), bool), truncated=jnp.zeros((4, 2), bool),
+                               next_obs=jax.random.normal(jax.random.PRNGKey(4), (4, 2, 3)), extras={},
+                               done=jnp.zeros((4, 2), bool), finished_return=jnp.zeros((4, 2)),
+                               finished_length=jnp.zeros((4, 2)))
+    key = jax.random.PRNGKey(5)
+    grouped, metrics = jax.jit(lambda s: algo.update(s, batch, key, hparams, 0.0))(state)
+    assert int(grouped.updates) == 6
+
+    def per_step(s):
+        s = s.replace(buffer=replay.add(algo._buffer(), s.buffer, replay.from_batch(batch, algo._from_env(s, batch.action))),
+                      env_steps=s.env_steps + 8)
+        keys = jax.random.split(key, (2, 3)).reshape(6, *jax.random.split(key, 1).shape[1:])
+        return jax.lax.scan(lambda c, k: algo._gradient_step(c, k, hparams), s, keys)
+
+    counted, (_, _, actor_steps) = jax.jit(per_step)(state)
+    np.testing.assert_array_equal(np.asarray(actor_steps), [1, 0, 0, 1, 0, 0])
+    for a, b in zip(jax.tree.leaves(grouped.params), jax.tree.leaves(counted.params)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)
+    for a, b in zip(jax.tree.leaves(grouped.target), jax.tree.leaves(counted.target)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-6)

@@ -216,12 +216,16 @@ class OffPolicyAlgorithm:
         state = state.replace(buffer=replay.add(self._buffer(), state.buffer, experience),
                               env_steps=state.env_steps + num_new)
         num_steps = num_new if self.gradient_steps == -1 else self.gradient_steps
-        keys = jax.random.split(key, num_steps)
+        delay = self.policy_delay
 
         def learn(state):
+            if num_steps % delay == 0:  # groups of `delay` critic steps, the actor's after the first: no cond
+                state, (critic_metrics, actor_metrics) = jax.lax.scan(
+                    lambda s, k: self._group(s, k, hparams), state, jax.random.split(key, (num_steps // delay, delay)))
+                return state, jax.tree.map(jnp.mean, {**critic_metrics, **actor_metrics})
             state, (critic_metrics, actor_metrics, actor_steps) = jax.lax.scan(
-                lambda s, k: self._gradient_step(s, k, hparams), state, keys)
-            # actor metrics average over the steps that took one (policy_delay > 1 skips some)
+                lambda s, k: self._gradient_step(s, k, hparams), state, jax.random.split(key, num_steps))
+            # actor metrics average over the steps that took one
             count = jnp.maximum(jnp.sum(actor_steps), 1.0)
             return state, {**jax.tree.map(jnp.mean, critic_metrics),
                            **jax.tree.map(lambda m: jnp.sum(m) / count, actor_metrics)}
@@ -235,9 +239,9 @@ class OffPolicyAlgorithm:
         state, metrics = jax.lax.cond(ready, learn, wait, state)
         return state, {**metrics, "buffer_size": replay.size(state.buffer)}
 
-    # ---- one gradient step ---------------------------------------------------------------------
-    def _gradient_step(self, state: OffPolicyState, key: jax.Array, hparams):
-        """One critic step and, when due, one actor step: ``(state, (critic metrics, actor metrics, 1.0 if the actor stepped))``."""
+    # ---- gradient steps ------------------------------------------------------------------------
+    def _critic_step(self, state: OffPolicyState, key: jax.Array, hparams):
+        """Sample a minibatch and take one critic step: ``(state, minibatch, actor key, metrics)``."""
         sample_key, target_key, actor_key = jax.random.split(key, 3)
         batch = replay.sample(self._buffer(), state.buffer, sample_key)
         y = jax.lax.stop_gradient(self.critic_target(state, batch, target_key, hparams))
@@ -246,36 +250,51 @@ class OffPolicyAlgorithm:
             q = state.q_values(batch.obs, batch.action, critic_params)
             return objectives.q_ensemble_loss(q, y), jnp.mean(q)
 
-        tx = self._tx()
         (loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.params["critic"])
-        critic_params, critic_opt, _ = common.apply_gradients(tx, grads, state.opt_state["critic"],
+        critic_params, critic_opt, _ = common.apply_gradients(self._tx(), grads, state.opt_state["critic"],
                                                               state.params["critic"], hparams.critic_lr)
         state = state.replace(params={**state.params, "critic": critic_params},
                               opt_state={**state.opt_state, "critic": critic_opt}, updates=state.updates + 1)
-        metrics = {"critic_loss": loss, "q_mean": q_mean}
+        return state, batch, actor_key, {"critic_loss": loss, "q_mean": q_mean}
 
-        def actor_step(state):
-            (loss, aux), grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-                state.params["actor"], state, batch.obs, actor_key, hparams)
-            actor_params, actor_opt, _ = common.apply_gradients(tx, grads, state.opt_state["actor"],
-                                                                state.params["actor"], hparams.actor_lr)
-            state = state.replace(params={**state.params, "actor": actor_params},
-                                  opt_state={**state.opt_state, "actor": actor_opt})
-            state, extra = self.after_actor_step(state, aux, hparams)
-            target = {part: targets.polyak_update(state.target[part], state.params[part], hparams.tau)
-                      for part in self.target_parts}
-            return state.replace(target=target), {"actor_loss": loss, **extra}
+    def _actor_step(self, state: OffPolicyState, batch: replay.Experience, key: jax.Array, hparams):
+        """One actor step on the minibatch's observations, the algorithm's extra step, the Polyak
+        update of the target networks: ``(state, metrics)``."""
+        (loss, aux), grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
+            state.params["actor"], state, batch.obs, key, hparams)
+        actor_params, actor_opt, _ = common.apply_gradients(self._tx(), grads, state.opt_state["actor"],
+                                                            state.params["actor"], hparams.actor_lr)
+        state = state.replace(params={**state.params, "actor": actor_params},
+                              opt_state={**state.opt_state, "actor": actor_opt})
+        state, extra = self.after_actor_step(state, aux, hparams)
+        target = {part: targets.polyak_update(state.target[part], state.params[part], hparams.tau)
+                  for part in self.target_parts}
+        return state.replace(target=target), {"actor_loss": loss, **extra}
 
+    def _group(self, state: OffPolicyState, keys: jax.Array, hparams):
+        """``policy_delay`` critic steps with the actor's step after the first (``keys [policy_delay]``):
+        ``(state, (critic metrics averaged over the group, actor metrics))``."""
+        state, batch, actor_key, first = self._critic_step(state, keys[0], hparams)
+        state, actor_metrics = self._actor_step(state, batch, actor_key, hparams)
         if self.policy_delay == 1:
-            state, actor_metrics = actor_step(state)
-            return state, (metrics, actor_metrics, jnp.ones(()))
+            return state, (first, actor_metrics)
+        state, rest = jax.lax.scan(lambda s, k: (lambda out: (out[0], out[3]))(self._critic_step(s, k, hparams)),
+                                   state, keys[1:])
+        critic = jax.tree.map(lambda a, b: (a + jnp.sum(b)) / self.policy_delay, first, rest)
+        return state, (critic, actor_metrics)
+
+    def _gradient_step(self, state: OffPolicyState, key: jax.Array, hparams):
+        """One critic step and, when due by the update counter, one actor step (when the gradient
+        steps of an iteration are not a multiple of ``policy_delay``):
+        ``(state, (critic metrics, actor metrics, 1.0 if the actor stepped))``."""
+        state, batch, actor_key, metrics = self._critic_step(state, key, hparams)
 
         def skip(state):
-            shapes = jax.eval_shape(actor_step, state)[1]
+            shapes = jax.eval_shape(self._actor_step, state, batch, actor_key, hparams)[1]
             return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
         due = (state.updates - 1) % self.policy_delay == 0
-        state, actor_metrics = jax.lax.cond(due, actor_step, skip, state)
+        state, actor_metrics = jax.lax.cond(due, lambda s: self._actor_step(s, batch, actor_key, hparams), skip, state)
         return state, (metrics, actor_metrics, due.astype(jnp.float32))
 
     # ---- helpers -------------------------------------------------------------------------------
