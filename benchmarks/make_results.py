@@ -40,7 +40,8 @@ REFERENCES = {
 }
 
 #: file-name prefixes of the result files this script knows, in the order their sections appear
-KINDS = ["learning", "throughput_algos", "throughput_envs", "throughput_seeds", "ppo_cartpole", "profile_ppo"]
+KINDS = ["learning", "throughput_algos", "throughput_envs", "throughput_seeds", "ppo_cartpole", "profile_ppo",
+         "offpolicy_peers"]
 
 PPO_COLUMNS = [("library", "name", ""), ("seeds", "num_seeds", "d"), ("devices", "devices_used", "d"),
                ("env steps/s, best round", "steps_per_second", ",.0f"),
@@ -245,6 +246,32 @@ def ppo_vs_rejax_section(name: str, data: dict[str, Any]) -> list[str]:
     return out
 
 
+OFFPOLICY_COLUMNS = [("algo", "algo", ""), ("seeds", "num_seeds", "d"), ("library", "library", ""),
+                     ("env steps/s, median round", "sps", ",.0f"), ("compile s", "compile_s", ".1f"),
+                     ("purejaxpg / peer steps/s (range)", "ratio", ""), ("purejaxpg / peer compile s", "compile_ratio", "")]
+
+
+def offpolicy_peers_section(name: str, data: dict[str, Any]) -> list[str]:
+    rows = []
+    for r in data["rows"]:
+        ratio = r.get("ratio_purejaxpg_over_peer")
+        if ratio is not None:
+            lo, hi = r.get("ratio_purejaxpg_over_peer_min"), r.get("ratio_purejaxpg_over_peer_max")
+            ratio = f"{ratio:.2f}" + (f" ({lo:.2f}-{hi:.2f})" if lo is not None else "")
+        compile_ratio = r.get("compile_ratio_purejaxpg_over_peer")
+        rows.append({**r, "sps": r.get("steps_per_second_median", r.get("steps_per_second")), "ratio": ratio or "",
+                     "compile_ratio": f"{compile_ratio:.2f}" if compile_ratio is not None else ""})
+    notes = sorted({n for r in data["rows"] for n in (r.get("notes") or [])})
+    out = [f"### SAC and TD3 vs rejax and sbx at rejax's Pendulum-v1 configs (`{name}.json`)", "",
+           markdown(rows, OFFPOLICY_COLUMNS), "",
+           "Steps/s ratio above 1: purejaxpg is faster; compile ratio above 1: purejaxpg compiles slower. Ratios are "
+           "medians over alternating rounds in one process (smallest and largest round in brackets); this "
+           "machine's timings move by +-15% between runs, so a ratio within 0.85-1.15 is a tie.", ""]
+    out += [f"* {n}" for n in notes]
+    out += ["", provenance(name, data), ""]
+    return out
+
+
 def profile_section(name: str, data: dict[str, Any]) -> list[str]:
     title = (f"### Where PPO's time goes: wall time per iteration of each variant over {data['iterations']} "
              f"iterations (`{name}.json`)")
@@ -276,6 +303,9 @@ def render_markdown(results_dir: str = RESULTS) -> str:
     out += ["## PPO vs rejax", ""]
     for name, data in by_kind["ppo_cartpole"]:
         out += ppo_vs_rejax_section(name, data)
+    out += ["## Off-policy vs peers", ""]
+    for name, data in by_kind["offpolicy_peers"]:
+        out += offpolicy_peers_section(name, data)
     out += ["## Profile", ""]
     for name, data in by_kind["profile_ppo"]:
         out += profile_section(name, data)

@@ -148,10 +148,8 @@ def sbx_settings(algo: str) -> dict[str, Any]:
                   policy_kwargs={"net_arch": [64, 64], "n_critics": 2})  # relu is sbx's default activation
     if algo == "sac":
         return dict(common, policy_delay=1, ent_coef="auto_1.0", target_entropy="auto")
-    # two env steps per iteration, then 2 critic steps and 1 actor step: the same work, in groups that
-    # need no lax.cond (the actor moves every 2nd env step either way)
     half_range = 2.0
-    return dict(common, num_steps=cfg["policy_delay"], policy_delay=cfg["policy_delay"], target_policy_noise=cfg["target_noise"] / half_range,
+    return dict(common, policy_delay=cfg["policy_delay"], target_policy_noise=cfg["target_noise"] / half_range,
                 target_noise_clip=cfg["target_noise_clip"] / half_range,
                 action_noise_std=cfg["exploration_noise"] / half_range)
 

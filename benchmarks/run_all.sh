@@ -13,5 +13,6 @@ python ppo_cartpole.py --seeds 1 8 --repeats 7 --cpu-devices "$(nproc)" --name p
 python ppo_cartpole.py --seeds 1 8 --repeats 7 --pendulum
 python ppo_cartpole.py --seeds 1 8 --repeats 7 --xla-cpu-threads 1 --name ppo_cartpole_xla1
 python profile_ppo.py
+python offpolicy_peers.py --rejax-as-configured
 python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
 python make_results.py
