@@ -14,5 +14,6 @@ python ppo_cartpole.py --seeds 1 8 --repeats 7 --pendulum
 python ppo_cartpole.py --seeds 1 8 --repeats 7 --xla-cpu-threads 1 --name ppo_cartpole_xla1
 python profile_ppo.py
 python offpolicy_peers.py --rejax-as-configured
-python learning.py --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
+python learning.py --algos ppo trpo npg a2c reinforce reinforce_baseline ppo_kl mdpo grpo nac --envs Acrobot-v1 MountainCarContinuous-v0 Breakout-MinAtar
+python learning.py --algos td3 --envs MountainCarContinuous-v0   # off-policy on MountainCar: TD3's preset (OU noise)
 python make_results.py
