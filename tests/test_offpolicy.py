@@ -19,6 +19,18 @@ TINY = dict(hidden=(16, 16), batch_size=8, buffer_size=64, learning_starts=16)
 NAMES = ("ddpg", "td3", "sac")
 
 
+@pytest.fixture(autouse=True)
+def fast_compiles():
+    """XLA's backend optimisations off while these tests compile (about half the compile time):
+    they check arithmetic, shapes and bookkeeping, not XLA's optimisations."""
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        yield
+    finally:
+        jax.config.update("jax_disable_most_optimizations", previous)
+
+
 def build(name, env_id="Pendulum-v1", **overrides):
     settings = dict(TINY, num_envs=2, num_steps=4, total_timesteps=2 * 4 * 6)
     settings.update(overrides)
@@ -145,7 +157,7 @@ def test_actions_are_uniform_before_learning_starts_and_scaled_to_asymmetric_bou
     np.testing.assert_allclose(np.asarray(algo._from_env(state, action)), mu, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["ddpg", "sac"])  # td3's delayed actor: the policy-delay tests
 def test_no_gradient_step_before_learning_starts(name):
     """learning_starts=16 with 8 transitions per iteration: parameters unchanged after iteration 1,
     changed after iteration 2; the buffer fills from the first."""

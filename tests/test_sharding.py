@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent("""
     sac = train.make_train(*experiment.build("sac", "Pendulum-v1", dict(
         num_envs=4, num_steps=2, total_timesteps=4 * 2 * 4, hidden=(16,), batch_size=8, buffer_size=64,
         learning_starts=8))[:2])
-    for mode in ("none", "runs", "envs"):
+    for mode in ("none", "envs"):  # "runs" splits whole runs: nothing off-policy about it
         res = train.run_chunked(sac, train.seed_keys(0, 4), sac.algo.HParams(), shard=mode, chunk_iterations=2)
         out["sac_" + mode] = {"metrics": {k: np.nan_to_num(v).tolist() for k, v in res.metrics.items()}}
     print(json.dumps(out))
@@ -52,7 +52,7 @@ def _check_same(out, prefix):
     import numpy as np
 
     base = out[prefix + "none"]["metrics"]
-    for mode in ("runs", "envs"):
+    for mode in ("runs", "envs") if prefix == "" else ("envs",):
         for name, values in out[prefix + mode]["metrics"].items():
             if name in ("env_steps", "episodes", "episode_return", "episode_length"):
                 np.testing.assert_array_equal(values, base[name], err_msg=f"{mode}: {name}")
