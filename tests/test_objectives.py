@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from purejaxpg import objectives as O
+from _reference import np_fd_grad
 
 # ----------------------------------------------------------------------------------------------
 # NumPy (float64) references, written from the formulas.
@@ -47,17 +48,6 @@ def np_k3(lp, old):
 def np_grpo_k3(lp, ref):
     rho = np.exp(ref - lp)
     return rho - np.log(rho) - 1
-
-
-def np_fd_grad(f, x, h=1e-6):
-    """Central finite differences of a scalar NumPy function, float64."""
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
 
 
 def f32(*xs):

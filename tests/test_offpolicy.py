@@ -19,16 +19,9 @@ TINY = dict(hidden=(16, 16), batch_size=8, buffer_size=64, learning_starts=16)
 NAMES = ("ddpg", "td3", "sac")
 
 
-@pytest.fixture(autouse=True)
-def fast_compiles():
-    """XLA's backend optimisations off while these tests compile (about half the compile time):
-    they check arithmetic, shapes and bookkeeping, not XLA's optimisations."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
+# XLA's backend optimisations off while these tests compile (tests/conftest.py): they check
+# arithmetic, shapes and bookkeeping, not XLA's optimisations
+pytestmark = pytest.mark.usefixtures("fast_compiles")
 
 
 def build(name, env_id="Pendulum-v1", **overrides):

@@ -16,6 +16,7 @@ from purejaxpg import exploration as X
 from purejaxpg import objectives as O
 from purejaxpg import targets as T
 from purejaxpg.distributions import TanhGaussian, tanh_gaussian_log_prob, tanh_log_det_jacobian
+from _reference import np_fd_grad
 
 TOL = dict(rtol=1e-5, atol=1e-5)
 N_SE = 5.0  # Monte Carlo tolerance in standard errors
@@ -43,17 +44,6 @@ def np_bellman_loop(reward, terminated, next_q, gamma, next_log_prob=None, alpha
         soft = smallest if next_log_prob is None else smallest - alpha * float(next_log_prob[b])
         y[b] = reward[b] + gamma * soft
     return y
-
-
-def np_fd_grad(f, x, h=1e-6):
-    """Central finite differences of a scalar function of a float64 array."""
-    x = np.asarray(x, np.float64)
-    g = np.zeros_like(x)
-    for i in np.ndindex(x.shape):
-        e = np.zeros_like(x)
-        e[i] = h
-        g[i] = (f(x + e) - f(x - e)) / (2 * h)
-    return g
 
 
 def np_normal_logpdf(u, mean, std):

@@ -142,18 +142,6 @@ def test_extreme_reward_scales_give_finite_updates(algo_name, env_id, scale):
 DETERMINISM_ITERATIONS, DETERMINISM_CHUNK = 4, 2
 
 
-@pytest.fixture
-def fast_compiles():
-    """Turn XLA's backend optimisations off while a test runs (``run_chunked`` jits internally, so
-    this is the global flag; it about halves compile time and is restored afterwards)."""
-    previous = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    try:
-        yield
-    finally:
-        jax.config.update("jax_disable_most_optimizations", previous)
-
-
 #: In the default run: three algorithms whose loops differ most from PPO's (tests/test_train.py covers
 #: PPO): trpo (line search, critic fit), grpo (episodic group resets) and sac (replay sampling). The
 #: rest run with -m slow.
