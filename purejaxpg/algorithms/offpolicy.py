@@ -25,6 +25,7 @@ optionally extra learnt parameters (`extra_params`, `after_actor_step`).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any, ClassVar
 
@@ -92,7 +93,7 @@ def _positive_int(name: str, value: Any, allow: tuple = ()) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class OffPolicyAlgorithm:
+class OffPolicyAlgorithm(abc.ABC):
     """Base of DDPG, TD3 and SAC; the fields are the static settings they share.
 
     Attributes:
@@ -125,20 +126,21 @@ class OffPolicyAlgorithm:
     adam_eps: float = 1e-8
 
     # ---- what a subclass provides -----------------------------------------------------------
+    @abc.abstractmethod
     def make_actor(self, spec: envs.EnvSpec) -> nn.Module:
-        raise NotImplementedError
+        """The actor module (outputs in [-1, 1]^D, or a distribution over them)."""
 
+    @abc.abstractmethod
     def explore(self, state: OffPolicyState, obs: jax.Array, key: jax.Array, actor_state: Any):
         """``(action [N, D] in [-1, 1], actor_state)``: the behaviour policy after warm-up."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def critic_target(self, state: OffPolicyState, batch: replay.Experience, key: jax.Array, hparams) -> jax.Array:
         """``[B]`` the critics' regression target y (from target networks; no gradient flows)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def actor_loss(self, actor_params: Any, state: OffPolicyState, obs: jax.Array, key: jax.Array, hparams):
         """``(loss, aux dict)`` of the actor at observations ``[B, ...]`` under the updated critics."""
-        raise NotImplementedError
 
     def extra_params(self, spec: envs.EnvSpec, hparams) -> dict:
         """Learnt parameters beyond actor and critics (SAC's log temperature); each gets its own Adam."""
