@@ -9,6 +9,11 @@ the cell.
     python benchmarks/learning.py                          # the default table
     python benchmarks/learning.py --algos ppo trpo --envs CartPole-v1 --seeds 8
     python benchmarks/learning.py --envs CartPole-v1 --seeds 2 --steps 20000 --out scratch_check
+    python benchmarks/learning.py --algos acer --envs CartPole-v1 --set replay_ratio=0 --label "replay 0"
+
+``--set NAME=VALUE`` (repeatable) applies a setting over the preset (a Python literal: numbers,
+booleans, strings, tuples); ``--label`` names such a variant, so it gets its own row beside the
+preset's (rows are keyed by algorithm, env and label).
 
 Writes ``benchmarks/results/<--out>.json`` (default ``learning.json``; merging with the cells
 already there) and prints a table. ``python benchmarks/make_results.py`` turns it into
@@ -41,7 +46,7 @@ BUDGETS = {
     "Breakout-MinAtar": 1_000_000,
 }
 ALGOS = ["ppo", "trpo", "npg", "a2c", "reinforce", "reinforce_baseline", "ppo_kl", "mdpo", "grpo", "nac",
-         "ddpg", "td3", "sac"]
+         "ddpg", "td3", "sac", "d4pg", "sql", "acer", "a3c"]
 #: at most this many points per seed in a row's learning curve
 CURVE_POINTS = 50
 
@@ -76,12 +81,32 @@ def learning_curve(metrics: dict[str, np.ndarray], points: int = CURVE_POINTS) -
     }
 
 
+def parse_settings(texts: list[str]) -> dict[str, Any]:
+    """``{name: value}`` of ``--set NAME=VALUE`` assignments; a value is a Python literal, else a string."""
+    import ast
+
+    out = {}
+    for text in texts:
+        name, sep, value = text.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--set {text!r}: write NAME=VALUE, e.g. --set replay_ratio=4")
+        try:
+            out[name.strip().replace("-", "_")] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[name.strip().replace("-", "_")] = value.strip()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=ALGOS)
     parser.add_argument("--envs", nargs="+", default=["CartPole-v1", "Pendulum-v1"])
     parser.add_argument("--seeds", type=int, default=8)
     parser.add_argument("--steps", type=int, default=None, help="env steps per seed (default: per-env budget, or the preset's)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed; run i uses fold_in(PRNGKey(seed), i)")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting over the preset, e.g. --set replay_ratio=4 (repeatable)")
+    parser.add_argument("--label", default="", help="name of this variant (its rows are kept beside the preset's)")
     parser.add_argument("--out", default="learning", help="write benchmarks/results/OUT.json (default: learning; make_results.py "
                         "leaves out names starting with 'scratch')")
     args = parser.parse_args()
@@ -90,18 +115,21 @@ def main() -> None:
     from purejaxpg import algorithms, envs, experiment, presets, train
     from purejaxpg.config import ConfigError
 
+    settings = parse_settings(args.set)
+    if settings and not args.label:
+        parser.error("--set changes the settings: name the variant with --label")
     path = os.path.join(_common.RESULTS, f"{args.out}.json")
     cells = {}
     if os.path.exists(path):
         with open(path) as fh:
-            cells = {(r["algo"], r["env_id"]): r for r in json.load(fh).get("rows", [])}
+            cells = {(r["algo"], r["env_id"], r.get("label", "")): r for r in json.load(fh).get("rows", [])}
     for env_id in args.envs:
         spec = envs.make(env_id)[2]
         for algo_name in args.algos:
             algo_cls = algorithms.get(algo_name)
             preset = presets.preset(algo_name, env_id)
             steps = args.steps or preset.get("total_timesteps") or BUDGETS.get(env_id, 500_000)
-            overrides = {"total_timesteps": steps}
+            overrides = {"total_timesteps": steps, **settings}
             if "episode_group_size" in experiment.settings_fields(algo_cls) and not preset \
                     and spec.max_episode_steps and spec.max_episode_steps <= 1000:
                 # episodic groups (GRPO) need whole episodes per rollout: 4 groups of 8 envs
@@ -111,18 +139,20 @@ def main() -> None:
             except ConfigError as err:
                 print(f"skip {algo_name} on {env_id}: {err}", flush=True)
                 continue
-            row = _common.time_purejaxpg(algo_name, env_id, overrides, args.seeds, keep_metrics=True)
+            row = _common.time_purejaxpg(algo_name, env_id, overrides, args.seeds, seed=args.seed, keep_metrics=True)
             row["measured"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
             row["command"] = command
             row["overrides"] = overrides
             row["machine"] = {k: v for k, v in _common.machine().items() if k != "command"}
             row["curve"] = learning_curve(row.pop("metrics"))
-            cells[(algo_name, env_id)] = row
-            print(f"{algo_name:>18} {env_id:>12}: mean {row['final_return_mean']:8.1f} worst "
+            if args.label:
+                row["label"] = args.label
+            cells[(algo_name, env_id, args.label)] = row
+            print(f"{algo_name + (' (' + args.label + ')' if args.label else ''):>18} {env_id:>12}: mean {row['final_return_mean']:8.1f} worst "
                   f"{row['final_return_worst']:8.1f} | {row['timesteps_per_seed']:>9,d} steps/seed | "
                   f"{row['steps_per_second']:>9,.0f} steps/s | compile {row['compile_s']:.0f} s", flush=True)
             _common.write_json(args.out, {"rows": list(cells.values())})
-    rows = sorted(cells.values(), key=lambda r: (r["env_id"], r["algo"]))
+    rows = sorted(cells.values(), key=lambda r: (r["env_id"], r["algo"], r.get("label", "")))
     print(_common.table(rows, [("algo", "algo", ""), ("env", "env_id", ""), ("seeds", "num_seeds", "d"),
                                ("steps/seed", "timesteps_per_seed", ",d"), ("mean return", "final_return_mean", ".1f"),
                                ("worst", "final_return_worst", ".1f"), ("steps/s", "steps_per_second", ",.0f"),

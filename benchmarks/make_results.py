@@ -132,12 +132,13 @@ def _runs(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 def learning_section(name: str, data: dict[str, Any]) -> list[str]:
-    rows = sorted(data["rows"], key=lambda r: (_env_key(r["env_id"]), r["algo"]))
+    rows = sorted(data["rows"], key=lambda r: (_env_key(r["env_id"]), r["algo"], r.get("label", "")))
     runs = _runs(rows)
     table_rows = []
     for r in rows:
         run = runs.index((r["command"], machine_summary(r["machine"]))) + 1 if "command" in r else None
-        table_rows.append({**r, "reference": REFERENCES.get((r["env_id"], r["algo"])), "run": run})
+        table_rows.append({**r, "algo": display_name(r), "run": run,
+                           "reference": None if r.get("label") else REFERENCES.get((r["env_id"], r["algo"]))})
     seeds = _join(r["num_seeds"] for r in rows)
     out = [f"### Final return per algorithm and environment (`{name}.json`)", "",
            f"Each row trains {seeds} seeds vmapped in one program with the algorithm's preset for the "
@@ -159,14 +160,19 @@ def learning_section(name: str, data: dict[str, Any]) -> list[str]:
     return out
 
 
+def display_name(row: dict) -> str:
+    """The algorithm's name, with the variant's label (``learning.py --label``) when it has one."""
+    return f"{row['algo']} ({row['label']})" if row.get("label") else row["algo"]
+
+
 def curve_rows(results: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, dict]]]:
     """``{env: [(label, row)]}`` of the learning rows that carry a curve, envs and labels sorted."""
     found = [(name, r) for name, data in results.items() if name.startswith("learning")
              for r in data["rows"] if r.get("curve")]
     out: dict[str, list[tuple[str, dict]]] = {}
     for name, r in found:
-        clash = sum(1 for _, o in found if (o["env_id"], o["algo"]) == (r["env_id"], r["algo"])) > 1
-        out.setdefault(r["env_id"], []).append((f"{r['algo']} ({name})" if clash else r["algo"], r))
+        clash = sum(1 for _, o in found if (o["env_id"], display_name(o)) == (r["env_id"], display_name(r))) > 1
+        out.setdefault(r["env_id"], []).append((f"{display_name(r)} ({name})" if clash else display_name(r), r))
     return {env: sorted(out[env], key=lambda item: item[0]) for env in sorted(out, key=_env_key)}
 
 
