@@ -341,3 +341,89 @@ def temperature_loss(log_alpha: jax.Array, log_probs: jax.Array, target_entropy:
     """
     chex.assert_rank(log_alpha, 0)
     return -jnp.mean(log_alpha * jax.lax.stop_gradient(log_probs + target_entropy))
+
+
+# ---------------------------------------------------------------------------------------------
+# ACER (Wang et al. 2017): off-policy policy gradient with truncated importance sampling
+
+
+def truncated_is_bias_correction_loss(
+    logits: jax.Array,
+    actions: jax.Array,
+    behaviour_probs: jax.Array,
+    q_ret: jax.Array,
+    q_values: jax.Array,
+    clip: chex.Numeric,
+) -> jax.Array:
+    """ACER's truncated importance sampling with bias correction, as a surrogate loss.
+
+    Wang et al. 2017, "Sample Efficient Actor-Critic with Experience Replay", eq. 9 (discrete
+    actions, marginalised correction). With pi = softmax(logits), rho(a) = pi(a|s) / mu(a|s),
+    V(s) = sum_a pi(a|s) Q(s, a), the loss is L = -mean_t l_t with
+
+      l_t = min(c, rho_t(a_t)) log pi(a_t|s_t) (Q^ret_t - V(s_t))
+            + sum_a [1 - c / rho_t(a)]_+ pi(a|s_t) log pi(a|s_t) (Q(s_t, a) - V(s_t)),
+
+    every factor but the log pi stop-gradiented, so the gradient of l_t in the logits of s_t is
+    g_t = min(c, rho_t(a_t)) (onehot(a_t) - pi)(Q^ret_t - V)
+          + sum_a [1 - c / rho_t(a)]_+ pi(a) (onehot(a) - pi)(Q(s_t, a) - V).
+    The correction weight is computed as [1 - c mu(a) / pi(a)]_+ (0 where pi(a) = 0), so a
+    behaviour probability of 0 gives no NaN.
+
+    Args:
+      logits: ``[..., A]`` the current policy's logits at s_t (differentiated).
+      actions: ``[...]`` int actions a_t, drawn from mu.
+      behaviour_probs: ``[..., A]`` mu(.|s_t), the behaviour policy's probabilities.
+      q_ret: ``[...]`` Retrace targets Q^ret_t (`purejaxpg.returns.retrace`).
+      q_values: ``[..., A]`` Q(s_t, .) of the critic.
+      clip: scalar truncation threshold c > 0 (may be traced; 10 in the paper).
+
+    Returns:
+      scalar loss.
+    """
+    chex.assert_equal_shape([logits, behaviour_probs, q_values])
+    chex.assert_equal_shape([actions, q_ret])
+    chex.assert_rank(clip, 0)
+    log_pi = jax.nn.log_softmax(logits, axis=-1)
+    pi = jax.lax.stop_gradient(jnp.exp(log_pi))
+    mu = jax.lax.stop_gradient(behaviour_probs)
+    q_values = jax.lax.stop_gradient(q_values)
+    q_ret = jax.lax.stop_gradient(q_ret)
+    values = jnp.sum(pi * q_values, axis=-1)
+    taken = actions.astype(jnp.int32)[..., None] == jnp.arange(logits.shape[-1])
+    log_pi_taken = jnp.sum(jnp.where(taken, log_pi, 0.0), axis=-1)
+    pi_taken = jnp.sum(jnp.where(taken, pi, 0.0), axis=-1)
+    mu_taken = jnp.sum(jnp.where(taken, mu, 0.0), axis=-1)
+    rho_taken = pi_taken / jnp.maximum(mu_taken, jnp.finfo(pi.dtype).tiny)
+    truncated_term = jnp.minimum(clip, rho_taken) * log_pi_taken * (q_ret - values)
+    correction_weight = jnp.where(pi > 0, jax.nn.relu(1.0 - clip * mu / jnp.maximum(pi, jnp.finfo(pi.dtype).tiny)), 0.0)
+    correction_term = jnp.sum(correction_weight * pi * log_pi * (q_values - values[..., None]), axis=-1)
+    return -jnp.mean(truncated_term + correction_term)
+
+
+def trust_region_projection(gradient: jax.Array, kl_gradient: jax.Array, delta: chex.Numeric) -> jax.Array:
+    """ACER's efficient trust-region step: the closest direction to g whose linearised KL stays below delta.
+
+    Wang et al. 2017, eq. 12-13: per sample, the solution of
+    min_z 1/2 ||z - g||^2 subject to k . z <= delta is
+
+      z* = g - max(0, (k . g - delta) / ||k||^2) k,
+
+    with g the policy gradient and k = d KL(pi_avg || pi_theta) / d phi, both in the
+    distribution's parameters phi (e.g. the logits). Where k = 0 (the policy equals the average
+    policy) nothing is constrained and z* = g.
+
+    Args:
+      gradient: ``[..., P]`` g, the ascent direction per sample.
+      kl_gradient: ``[..., P]`` k per sample.
+      delta: scalar constraint delta >= 0 (may be traced; 1 in the paper).
+
+    Returns:
+      ``[..., P]`` z*.
+    """
+    chex.assert_equal_shape([gradient, kl_gradient])
+    chex.assert_rank(delta, 0)
+    excess = jnp.sum(kl_gradient * gradient, axis=-1, keepdims=True) - delta
+    norm_sq = jnp.sum(kl_gradient**2, axis=-1, keepdims=True)
+    scale = jnp.maximum(excess, 0.0) / jnp.maximum(norm_sq, jnp.finfo(norm_sq.dtype).tiny)
+    return gradient - scale * kl_gradient

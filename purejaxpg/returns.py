@@ -269,3 +269,63 @@ def group_standardize(returns: jax.Array, eps: chex.Numeric = 1e-8) -> jax.Array
     returns = jnp.asarray(returns)
     chex.assert_rank(returns, {1, 2, 3, 4, 5})
     return standardize(returns, eps=eps, axis=0)
+
+
+def retrace(
+    rewards: jax.Array,
+    q_values: jax.Array,
+    next_values: jax.Array,
+    importance_weights: jax.Array,
+    terminated: jax.Array,
+    truncated: jax.Array,
+    gamma: chex.Numeric,
+    lam: chex.Numeric,
+) -> jax.Array:
+    """Retrace targets Q^ret for the actions taken, computed backwards over a segment.
+
+    Munos et al. 2016, "Safe and Efficient Off-Policy Reinforcement Learning", in the recursive
+    form of Wang et al. 2017 ("Sample Efficient Actor-Critic with Experience Replay", ACER,
+    eq. 5) with traces c_t = lambda * min(1, rho_t), rho_t = pi(a_t|s_t) / mu(a_t|s_t):
+
+      Q^ret_t = r_t + gamma * (1 - terminated_t) * [V(s_{t+1}) + c_{t+1} (Q^ret_{t+1} - Q(s_{t+1}, a_{t+1}))],
+
+    where the correction term is present only while the episode continues inside the segment: a
+    termination gives Q^ret_t = r_t, a truncation (or the last row t = T - 1) gives
+    r_t + gamma * V(s_{t+1}) with ``next_values[t]`` the value of the true next observation.
+
+    Args:
+      rewards: ``[T, N]`` rewards r_t.
+      q_values: ``[T, N]`` Q(s_t, a_t) of the actions taken (treated as constants by callers).
+      next_values: ``[T, N]`` V(s_{t+1}) = sum_a pi(a|s_{t+1}) Q(s_{t+1}, a) of the true next
+        observation (the final observation where the episode ended).
+      importance_weights: ``[T, N]`` rho_t = pi(a_t|s_t) / mu(a_t|s_t), mu the behaviour policy.
+      terminated: ``[T, N]`` bool/float, s_{t+1} is terminal.
+      truncated: ``[T, N]`` bool/float, the episode was cut after step t.
+      gamma: scalar discount (may be traced).
+      lam: scalar trace coefficient lambda (may be traced); lam = 1 is ACER's Retrace.
+
+    Returns:
+      ``[T, N]`` Q^ret_t.
+    """
+    rewards = jnp.asarray(rewards)
+    dtype = _float_dtype(rewards)
+    rewards = rewards.astype(dtype)
+    chex.assert_rank(rewards, {1, 2, 3, 4, 5})
+    chex.assert_equal_shape([rewards, q_values, next_values, importance_weights, terminated, truncated])
+    q_values = jnp.asarray(q_values, dtype)
+    next_values = jnp.asarray(next_values, dtype)
+    gamma = _scalar(gamma, dtype)
+    lam = _scalar(lam, dtype)
+    term, trunc = _flag(terminated), _flag(truncated)
+    traces = lam * jnp.minimum(1.0, jnp.asarray(importance_weights, dtype))
+
+    def body(correction_next, xs):
+        r, q, v_next, c, te, tr = xs
+        # correction_next = c_{t+1} (Q^ret_{t+1} - Q_{t+1}); it belongs to the next episode after an end
+        tail = v_next + jnp.where(te | tr, jnp.zeros_like(correction_next), correction_next)
+        q_ret = r + gamma * jnp.where(te, jnp.zeros_like(tail), tail)
+        return c * (q_ret - q), q_ret
+
+    _, q_ret = jax.lax.scan(body, jnp.zeros_like(rewards[0]),
+                            (rewards, q_values, next_values, traces, term, trunc), reverse=True)
+    return q_ret
