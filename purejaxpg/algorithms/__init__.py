@@ -27,6 +27,7 @@ ALGORITHMS: dict[str, str] = {
     "ddpg": "purejaxpg.algorithms.td3:DDPG",
     "td3": "purejaxpg.algorithms.td3:TD3",
     "sac": "purejaxpg.algorithms.sac:SAC",
+    "acer": "purejaxpg.algorithms.acer:ACER",
 }
 
 
