@@ -397,7 +397,9 @@ def truncated_is_bias_correction_loss(
     rho_taken = pi_taken / jnp.maximum(mu_taken, jnp.finfo(pi.dtype).tiny)
     truncated_term = jnp.minimum(clip, rho_taken) * log_pi_taken * (q_ret - values)
     correction_weight = jnp.where(pi > 0, jax.nn.relu(1.0 - clip * mu / jnp.maximum(pi, jnp.finfo(pi.dtype).tiny)), 0.0)
-    correction_term = jnp.sum(correction_weight * pi * log_pi * (q_values - values[..., None]), axis=-1)
+    # where pi(a) = 0 the term is 0 (not 0 * log 0 = NaN)
+    correction_term = jnp.sum(jnp.where(pi > 0, correction_weight * pi * log_pi * (q_values - values[..., None]), 0.0),
+                              axis=-1)
     return -jnp.mean(truncated_term + correction_term)
 
 
