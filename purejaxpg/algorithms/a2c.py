@@ -322,10 +322,18 @@ class A2C(common.PolicyAlgorithm):
             advantages, targets = self.v_targets(state, batch, hparams)
         return jax.grad(self.loss, has_aux=True)(state.params, state, batch, advantages, targets, hparams)
 
-    def update(self, state: common.ActorCriticState, batch, key, hparams: A2CHParams, progress):
-        grads, metrics = self.gradient(state, batch, key, hparams)
+    def apply_gradient(self, state: common.ActorCriticState, grads, hparams: A2CHParams, progress):
+        """One optimiser step of ``grads`` on ``state``: ``(state, {"grad_norm", "lr"})``.
+
+        The policy moves at lr * policy_lr_scale, the critic at lr (lr annealed when ``anneal_lr``).
+        """
         lr = hparams.lr * (1.0 - progress) if self.anneal_lr else hparams.lr
         lrs = {"policy": lr * hparams.policy_lr_scale, "critic": lr}
         params, opt_state, grad_norm = common.apply_gradients(self._tx(hparams.max_grad_norm), grads,
                                                               state.opt_state, state.params, lrs)
-        return state.replace(params=params, opt_state=opt_state), {**metrics, "grad_norm": grad_norm, "lr": lr}
+        return state.replace(params=params, opt_state=opt_state), {"grad_norm": grad_norm, "lr": lr}
+
+    def update(self, state: common.ActorCriticState, batch, key, hparams: A2CHParams, progress):
+        grads, metrics = self.gradient(state, batch, key, hparams)
+        state, step_metrics = self.apply_gradient(state, grads, hparams, progress)
+        return state, {**metrics, **step_metrics}
