@@ -262,3 +262,22 @@ class QCritic(nn.Module):
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([_flatten_obs(obs, self.obs_ndim), action.astype(jnp.float32)], axis=-1)
         return MLP(self.hidden, 1, self.activation, 1.0)(x)[..., 0]
+
+
+class CategoricalQCritic(nn.Module):
+    """Distributional action-value: logits of Z(s, a) over ``num_atoms`` fixed atoms (C51, Bellemare
+    et al. 2017; D4PG's critic, Barth-Maron et al. 2018): ``([..., *obs_shape], [..., D]) -> [..., num_atoms]``.
+
+    P(Z = z_i) = softmax(logits)_i; Q(s, a) = sum_i P(Z = z_i) z_i. The output layer starts small
+    (gain 0.01), so the initial distribution is near uniform over the support.
+    """
+
+    obs_ndim: int
+    num_atoms: int = 51
+    hidden: Sequence[int] = (256, 256)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.concatenate([_flatten_obs(obs, self.obs_ndim), action.astype(jnp.float32)], axis=-1)
+        return MLP(self.hidden, self.num_atoms, self.activation, 0.01)(x)

@@ -20,7 +20,10 @@ Actions live in [-1, 1]^D inside the learner (actor outputs, replay, critic inpu
 gradient step is taken.
 
 A subclass states what differs: its actor module, its critic target, its actor loss, and
-optionally extra learnt parameters (`extra_params`, `after_actor_step`).
+optionally extra learnt parameters (`extra_params`, `after_actor_step`). Hooks with defaults let a
+subclass change the critic and its replay (D4PG's distributional critic on prioritised N-step
+windows): `make_critic`, `init_replay` / `add_to_replay` / `sample_replay` / `replay_size` /
+`min_transitions`, `critic_loss` and `after_critic_step`.
 """
 
 from __future__ import annotations
@@ -154,6 +157,47 @@ class OffPolicyAlgorithm(abc.ABC):
         """Extra learning after each actor step (SAC's temperature); ``aux`` is `actor_loss`'s."""
         return state, {}
 
+    # ---- what a subclass may change about the critic and its replay (defaults: one-step Q) --------
+    def make_critic(self, spec: envs.EnvSpec) -> nn.Module:
+        """The module of each of the ``num_critics`` critics, applied as ``critic(obs, action)``."""
+        return QCritic(len(spec.obs_shape), tuple(self.hidden), self.activation)
+
+    def init_replay(self, spec: envs.EnvSpec) -> Any:
+        """The empty replay buffer's state (default: the item ring of `purejaxpg.replay`)."""
+        obs = jnp.zeros(spec.obs_shape, jnp.float32)
+        example = replay.Experience(obs, jnp.zeros((spec.action_dim,), jnp.float32), jnp.zeros(()),
+                                    jnp.zeros((), bool), obs)
+        return replay.init(self._buffer(), example)
+
+    def add_to_replay(self, state: OffPolicyState, batch: rollout.Transition) -> Any:
+        """The buffer state after adding a ``[T, N]`` rollout batch (actions mapped to [-1, 1])."""
+        return replay.add(self._buffer(), state.buffer, replay.from_batch(batch, self._from_env(state, batch.action)))
+
+    def sample_replay(self, state: OffPolicyState, key: jax.Array, hparams) -> tuple[Any, Any]:
+        """``(minibatch, info)``: a minibatch with ``obs [B, ...]`` (what `critic_target` and the actor
+        read) and whatever `critic_loss` / `after_critic_step` need about the draw (default ``None``)."""
+        return replay.sample(self._buffer(), state.buffer, key), None
+
+    def replay_size(self, buffer: Any) -> jax.Array:
+        """Transitions stored in the buffer (int32 scalar; the ``buffer_size`` metric)."""
+        return replay.size(buffer)
+
+    def min_transitions(self, num_envs: int) -> int:
+        """Transitions the buffer must hold before the first draw, besides ``learning_starts``."""
+        return 1
+
+    def critic_loss(self, critic_params: Any, state: OffPolicyState, batch: Any, target: jax.Array, info: Any,
+                    hparams) -> tuple[jax.Array, tuple[dict, Any]]:
+        """``(loss, (metrics, aux))`` of the critics on a minibatch against the (constant) ``target``
+        of `critic_target`; ``aux`` goes to `after_critic_step`. Default: squared error of every critic."""
+        q = state.q_values(batch.obs, batch.action, critic_params)
+        return objectives.q_ensemble_loss(q, target), ({"q_mean": jnp.mean(q)}, None)
+
+    def after_critic_step(self, state: OffPolicyState, info: Any, aux: Any, hparams) -> OffPolicyState:
+        """Bookkeeping after each critic step (e.g. replay priorities); ``info`` from `sample_replay`,
+        ``aux`` from `critic_loss`."""
+        return state
+
     # ---- checks -------------------------------------------------------------------------------
     def validate(self, spec: envs.EnvSpec, config) -> None:
         common.check_action_space(self.name, spec, self.discrete)
@@ -182,7 +226,7 @@ class OffPolicyAlgorithm(abc.ABC):
     # ---- the protocol of purejaxpg.train.Algorithm ---------------------------------------------
     def init(self, key: jax.Array, spec: envs.EnvSpec, hparams) -> OffPolicyState:
         actor = self.make_actor(spec)
-        critic = QCritic(len(spec.obs_shape), tuple(self.hidden), self.activation)
+        critic = self.make_critic(spec)
         obs = jnp.zeros((1,) + spec.obs_shape, jnp.float32)
         action = jnp.zeros((1, spec.action_dim), jnp.float32)
         actor_key, critic_key = jax.random.split(key)
@@ -191,11 +235,10 @@ class OffPolicyAlgorithm(abc.ABC):
                       jax.random.split(critic_key, self.num_critics), obs, action),
                   **self.extra_params(spec, hparams)}
         tx = self._tx()
-        example = replay.Experience(obs[0], action[0], jnp.zeros(()), jnp.zeros((), bool), obs[0])
         return OffPolicyState(
             params=params, target={part: params[part] for part in self.target_parts},
             opt_state={part: tx.init(p) for part, p in params.items()},
-            buffer=replay.init(self._buffer(), example),
+            buffer=self.init_replay(spec),
             env_steps=jnp.zeros((), jnp.int32), updates=jnp.zeros((), jnp.int32),
             explore=self.exploration_hparams(hparams), actor=actor, critic=critic, spec=spec)
 
@@ -214,9 +257,7 @@ class OffPolicyAlgorithm(abc.ABC):
 
     def update(self, state: OffPolicyState, batch: rollout.Transition, key: jax.Array, hparams, progress):
         num_new = batch.reward.size
-        experience = replay.from_batch(batch, self._from_env(state, batch.action))
-        state = state.replace(buffer=replay.add(self._buffer(), state.buffer, experience),
-                              env_steps=state.env_steps + num_new)
+        state = state.replace(buffer=self.add_to_replay(state, batch), env_steps=state.env_steps + num_new)
         num_steps = num_new if self.gradient_steps == -1 else self.gradient_steps
         delay = self.policy_delay
 
@@ -237,27 +278,24 @@ class OffPolicyAlgorithm(abc.ABC):
             return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
         # the first gradient step once learning_starts transitions are in (and at least one)
-        ready = state.env_steps >= max(self.learning_starts, 1)
+        ready = state.env_steps >= max(self.learning_starts, self.min_transitions(batch.num_envs), 1)
         state, metrics = jax.lax.cond(ready, learn, wait, state)
-        return state, {**metrics, "buffer_size": replay.size(state.buffer)}
+        return state, {**metrics, "buffer_size": self.replay_size(state.buffer)}
 
     # ---- gradient steps ------------------------------------------------------------------------
     def _critic_step(self, state: OffPolicyState, key: jax.Array, hparams):
         """Sample a minibatch and take one critic step: ``(state, minibatch, actor key, metrics)``."""
         sample_key, target_key, actor_key = jax.random.split(key, 3)
-        batch = replay.sample(self._buffer(), state.buffer, sample_key)
+        batch, info = self.sample_replay(state, sample_key, hparams)
         y = jax.lax.stop_gradient(self.critic_target(state, batch, target_key, hparams))
-
-        def critic_loss(critic_params):
-            q = state.q_values(batch.obs, batch.action, critic_params)
-            return objectives.q_ensemble_loss(q, y), jnp.mean(q)
-
-        (loss, q_mean), grads = jax.value_and_grad(critic_loss, has_aux=True)(state.params["critic"])
+        (loss, (metrics, aux)), grads = jax.value_and_grad(self.critic_loss, has_aux=True)(
+            state.params["critic"], state, batch, y, info, hparams)
         critic_params, critic_opt, _ = common.apply_gradients(self._tx(), grads, state.opt_state["critic"],
                                                               state.params["critic"], hparams.critic_lr)
         state = state.replace(params={**state.params, "critic": critic_params},
                               opt_state={**state.opt_state, "critic": critic_opt}, updates=state.updates + 1)
-        return state, batch, actor_key, {"critic_loss": loss, "q_mean": q_mean}
+        state = self.after_critic_step(state, info, aux, hparams)
+        return state, batch, actor_key, {"critic_loss": loss, **metrics}
 
     def _actor_step(self, state: OffPolicyState, batch: replay.Experience, key: jax.Array, hparams):
         """One actor step on the minibatch's observations, the algorithm's extra step, the Polyak
