@@ -28,6 +28,7 @@ ALGORITHMS: dict[str, str] = {
     "td3": "purejaxpg.algorithms.td3:TD3",
     "sac": "purejaxpg.algorithms.sac:SAC",
     "acer": "purejaxpg.algorithms.acer:ACER",
+    "a3c": "purejaxpg.algorithms.a3c:A3C",
 }
 
 
