@@ -29,6 +29,7 @@ ALGORITHMS: dict[str, str] = {
     "sac": "purejaxpg.algorithms.sac:SAC",
     "acer": "purejaxpg.algorithms.acer:ACER",
     "a3c": "purejaxpg.algorithms.a3c:A3C",
+    "sql": "purejaxpg.algorithms.sql:SQL",
 }
 
 
