@@ -113,10 +113,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # constant Adam 7e-4, which left CartPole seeds between 56 and 195 (4-seed check)
     "a3c": {env: dict(num_envs=8, num_steps=5, total_timesteps=500_000, num_workers=8, optimizer="rmsprop",
                       lr=4e-4, anneal_lr=True) for env in ("CartPole-v1", "Acrobot-v1")},
-    # ACER: 8 envs x 32 steps, replayed as segments of 16 steps (the paper's Atari updates take 20), 5e5
-    # steps, replay ratio 4 (the paper's main setting), Adam lr 7e-4 instead of the paper's RMSProp (Baselines'
-    # lr); one setting for CartPole-v1 and Acrobot-v1
-    "acer": {"*": dict(num_envs=8, num_steps=32, total_timesteps=500_000)},
     # the per-batch standardisation of G_t is a constant baseline; without it lr 1e-2 is unstable
     "reinforce": {
         "CartPole-v1": dict(num_envs=8, num_steps=500, total_timesteps=200_000, lr=5e-3, normalize_advantages=True),
