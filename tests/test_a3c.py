@@ -254,7 +254,8 @@ def test_each_worker_acts_with_its_own_copy():
 @pytest.mark.parametrize("settings, message", [
     (dict(num_workers=0), r"num_workers=0 must be a positive integer"),
     (dict(num_workers=4, max_staleness=2), r"max_staleness=2 is below num_workers - 1 = 3.*max_staleness >= 3"),
-    (dict(max_staleness=-1), r"max_staleness=-1 must be a non-negative integer"),
+    (dict(max_staleness=-2), r"max_staleness=-2 must be a non-negative integer, or -1"),
+    (dict(max_staleness="3"), r"max_staleness='3' must be a non-negative integer"),
     (dict(delays="poisson"), r"delays='poisson' is not an option of a3c; choose one of 'fixed', 'uniform'"),
     (dict(advantage="foo"), r"advantage='foo' is not an option of a2c"),
 ])

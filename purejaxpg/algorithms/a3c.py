@@ -36,7 +36,7 @@ shared parameters are numbered: version v is the shared parameters after v appli
   "Hogwild!"; Lian et al. 2015), reproducible because the key is the run's.
 
   In the first iterations the versions before 0 do not exist and a copy is version 0: staleness
-  is at most S ("up to S updates stale"), exactly S once v >= S.
+  is at most S ("up to S updates stale"), and with fixed delays exactly S once S updates are done.
 * K = 1, S = 0 is A2C's update exactly (same parameters, optimiser state and metrics for the
   same key; ``tests/test_a3c.py`` checks it).
 
@@ -121,8 +121,8 @@ class A3C(A2C):
       num_workers: K; the N environments split into K workers of N / K each (N % K == 0). The
         default 4 is one worker per environment of the default 4 environments.
       max_staleness: S, the most updates a worker's gradient may lag behind the shared parameters;
-        at least K - 1 (the workers act before the iteration's K updates). None: K - 1, equal-speed
-        workers each reading right after its own update.
+        at least K - 1 (the workers act before the iteration's K updates). -1 (default): K - 1,
+        equal-speed workers each reading right after its own update.
       delays: "fixed" (every gradient S updates stale) or "uniform" (worker k's staleness drawn
         from {k, ..., S} each iteration).
     """
@@ -131,31 +131,31 @@ class A3C(A2C):
     HParams: ClassVar[type] = A2CHParams
 
     num_workers: int = 4
-    max_staleness: int | None = None
+    max_staleness: int = -1
     delays: str = "fixed"
 
     def __post_init__(self):
         super().__post_init__()
         if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 1:
             raise ConfigError(f"num_workers={self.num_workers!r} must be a positive integer (K workers).")
-        if self.max_staleness is not None and (isinstance(self.max_staleness, bool)
-                                               or not isinstance(self.max_staleness, int) or self.max_staleness < 0):
-            raise ConfigError(f"max_staleness={self.max_staleness!r} must be a non-negative integer, or None "
+        if isinstance(self.max_staleness, bool) or not isinstance(self.max_staleness, int) \
+                or self.max_staleness < -1:
+            raise ConfigError(f"max_staleness={self.max_staleness!r} must be a non-negative integer, or -1 "
                               f"for num_workers - 1.")
         if self.staleness < self.num_workers - 1:
             raise ConfigError(
                 f"max_staleness={self.max_staleness} is below num_workers - 1 = {self.num_workers - 1}: all "
                 f"{self.num_workers} workers act before the iteration's updates, so the last worker's gradient "
                 f"lands {self.num_workers - 1} updates after its copy was read. Set max_staleness >= "
-                f"{self.num_workers - 1} (or None), or use fewer workers.")
+                f"{self.num_workers - 1} (or -1 for that), or use fewer workers.")
         if self.delays not in DELAYS:
             raise ConfigError(f"delays={self.delays!r} is not an option of a3c; choose one of "
                               f"{', '.join(repr(d) for d in DELAYS)}.")
 
     @property
     def staleness(self) -> int:
-        """S: ``max_staleness``, or K - 1 when it is None."""
-        return self.num_workers - 1 if self.max_staleness is None else self.max_staleness
+        """S: ``max_staleness``, or K - 1 when it is -1."""
+        return self.num_workers - 1 if self.max_staleness == -1 else self.max_staleness
 
     def validate(self, spec: envs.EnvSpec, config) -> None:
         super().validate(spec, config)
@@ -203,6 +203,16 @@ class A3C(A2C):
     # ---- the update: K stale gradients applied in turn ----
 
     def update(self, state: A3CState, batch, key, hparams: A2CHParams, progress):
+        """K worker gradients applied in turn, then the workers' next copies read from the ring.
+
+        Args:
+          state: an `A3CState`; batch: `purejaxpg.rollout.Transition` ``[T, N, ...]`` collected by
+            `act` (worker k's envs are columns k N/K .. (k+1) N/K - 1); key: gradient keys (critic="q")
+            and the draws of ``delays="uniform"``; hparams: `A2CHParams`; progress: for ``anneal_lr``.
+        Returns:
+          ``(state, metrics)``: A2C's metrics averaged over the K gradients, ``staleness`` (mean over
+          them of the updates applied since their copy was read) and ``max_staleness``.
+        """
         K, slots = self.num_workers, self.staleness + 1
         batches = jax.tree.map(lambda x: self.by_worker(x, axis=1), batch)  # [K, T, N / K, ...]
         # K = 1 passes the update's key on unchanged: the same numbers as A2C's update in every variant
