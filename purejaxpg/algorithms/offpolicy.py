@@ -1,4 +1,4 @@
-"""The off-policy actor-critic skeleton that DDPG, TD3 and SAC share: replay, critics, target networks, warm-up.
+"""The off-policy actor-critic skeleton that DDPG, TD3, SAC and D4PG share: replay, critics, target networks, warm-up.
 
 The training loop does not change (`purejaxpg.train`): each iteration collects ``[T, N]`` steps,
 then the algorithm's ``update``
@@ -82,7 +82,8 @@ class OffPolicyState:
     spec: envs.EnvSpec = struct.field(pytree_node=False)
 
     def q_values(self, obs: jax.Array, action: jax.Array, critic_params: Any = None) -> jax.Array:
-        """``[K, B]`` every critic of the ensemble at ``(obs [B, ...], action [B, D])``."""
+        """``[K, B]`` every critic of the ensemble at ``(obs [B, ...], action [B, D])`` (``[K, B, atoms]``
+        of logits for a distributional critic, D4PG's)."""
         params = self.params["critic"] if critic_params is None else critic_params
         return jax.vmap(self.critic.apply, in_axes=(0, None, None))(params, obs, action)
 
