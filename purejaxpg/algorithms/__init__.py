@@ -27,6 +27,7 @@ ALGORITHMS: dict[str, str] = {
     "ddpg": "purejaxpg.algorithms.td3:DDPG",
     "td3": "purejaxpg.algorithms.td3:TD3",
     "sac": "purejaxpg.algorithms.sac:SAC",
+    "d4pg": "purejaxpg.algorithms.d4pg:D4PG",
     "acer": "purejaxpg.algorithms.acer:ACER",
     "a3c": "purejaxpg.algorithms.a3c:A3C",
     "sql": "purejaxpg.algorithms.sql:SQL",
