@@ -76,14 +76,14 @@ def test_sampler_gradient_is_the_amortised_svgd_update(fast_compiles):
     state = algo.init(jax.random.PRNGKey(3), trainer.spec, hparams)
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
     key = jax.random.PRNGKey(4)
-    grads = jax.grad(lambda p: algo.actor_loss(p, state, obs, key, hparams)[0])(state.params["actor"])
+    grads = jax.jit(jax.grad(lambda p: algo.actor_loss(p, state, obs, key, hparams)[0]))(state.params["actor"])
 
     actor_params = state.params["actor"]
     noise = jax.random.normal(key, (3, 5, 1))
     actions, vjp = jax.vjp(lambda p: state.actor.apply(p, obs, noise), actor_params)
     particles = np.asarray(actions, np.float64)
     critic = jax.tree.map(lambda p: p[0], state.params["critic"])
-    q_grad = jax.vmap(jax.grad(lambda a, s: state.critic.apply(critic, s, a)), in_axes=(0, None))
+    q_grad = jax.jit(jax.vmap(jax.grad(lambda a, s: state.critic.apply(critic, s, a)), in_axes=(0, None)))
     deltas = np.zeros_like(particles)
     for b in range(3):
         score = np.asarray(q_grad(actions[b], obs[b]), np.float64) / float(hparams.alpha)

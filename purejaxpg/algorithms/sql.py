@@ -79,8 +79,9 @@ class SQL(offpolicy.OffPolicyAlgorithm):
     """Soft Q-learning; the fields are its static settings (see `offpolicy.OffPolicyAlgorithm` for the shared ones).
 
     Attributes:
-      num_particles: K, SVGD particles per state in the sampler's update (at least 2).
-      value_samples: M, uniform actions per next state in the soft value estimate.
+      num_particles: K, SVGD particles per state in the sampler's update (at least 2; 32 as the
+        authors' released code).
+      value_samples: M, uniform actions per next state in the soft value estimate (16 as the authors' code).
       squash_correction: add grad_a sum_d log(1 - a_d^2) to the SVGD score (see the module docstring).
     """
 
@@ -89,7 +90,7 @@ class SQL(offpolicy.OffPolicyAlgorithm):
     target_parts: ClassVar[tuple[str, ...]] = ("critic",)
 
     num_critics: int = 1
-    num_particles: int = 16
+    num_particles: int = 32
     value_samples: int = 16
     squash_correction: bool = True
 
