@@ -72,6 +72,7 @@ def test_sampler_gradient_is_the_amortised_svgd_update(fast_compiles):
     NumPy SVGD loop on the particles, the score grad_a Q / alpha (+ the squash barrier) taken per
     particle, and J the sampler's Jacobian (a vector-Jacobian product)."""
     trainer, hparams = build(squash_correction=True)
+    hparams = dataclasses.replace(hparams, alpha=0.37)  # not 1, so that a missing 1/alpha shows
     algo = trainer.algo
     state = algo.init(jax.random.PRNGKey(3), trainer.spec, hparams)
     obs = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3)), jnp.float32)
@@ -117,8 +118,9 @@ def test_alpha_must_be_positive():
 
 @pytest.mark.learning
 def test_learns_pendulum_quickly():
-    """The preset's networks at 8e3 steps, 2 seeds: each far above a random policy (about -1200)."""
-    out = _learning.run_named("sql", "Pendulum-v1", dict(total_timesteps=8_000), num_seeds=2, base=30)
+    """The preset at 1.5e4 steps, 2 seeds: each far above a random policy (about -1200). On 2-seed
+    development runs the preset's episodes between 1e4 and 1.5e4 steps averaged -170 to -280."""
+    out = _learning.run_named("sql", "Pendulum-v1", dict(total_timesteps=15_000), num_seeds=2, base=30)
     _learning.check(_learning.final_returns(out), every_seed_above=-1000, mean_above=-800)
 
 
