@@ -1,4 +1,4 @@
-"""Returns, advantages and score normalisation for time-major rollouts.
+"""Returns, advantages, off-policy (Retrace) targets and score normalisation for time-major rollouts.
 
 All rollout arrays are time-major ``[T, N]`` (T steps of N environments; further trailing batch
 dimensions are allowed as long as every input has the same shape). Step ``t`` is the transition

@@ -228,6 +228,11 @@ class ACER(common.PolicyAlgorithm):
 
         The policy part is the surrogate -mean_t z*_t . logits_t, z*_t stop-gradiented, whose
         gradient is -mean_t (d logits_t / d theta)^T z*_t (the paper's Algorithm 2, in the logits).
+
+        Metrics: ``policy_loss`` (the truncated-IS loss minus ent_coef times the mean entropy, before
+        the trust region), ``value_loss``, ``entropy``, ``mean_rho`` (pi / mu of the actions taken),
+        ``trust_region_active`` (the fraction of states where k . g > delta), ``kl_to_average``
+        (mean KL(pi_avg || pi)).
         """
         num_steps = batch.reward.shape[0]
         both = jnp.concatenate([batch.obs, batch.next_obs])  # one forward pass over s_t and s_{t+1}
