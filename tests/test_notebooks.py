@@ -49,7 +49,7 @@ def _missing_algorithms(nb) -> list[str]:
 
 def test_there_are_notebooks():
     names = {path.name for path in NOTEBOOKS}
-    assert {"quickstart.ipynb", "trpo_npg_ppo_cartpole.ipynb", "grpo_groups.ipynb"} <= names
+    assert {"quickstart.ipynb", "trpo_npg_ppo_cartpole.ipynb", "grpo_groups.ipynb", "soft_q_multigoal.ipynb"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[path.stem for path in NOTEBOOKS])
