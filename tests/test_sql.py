@@ -58,7 +58,7 @@ def test_soft_target_bootstraps_through_truncation_and_not_through_termination(a
     next_obs = np.array([[0.9, 0.4, -2.0]] * 2)
     batch = experience(obs, [[0.1], [0.1]], [-1.5, -1.5], [False, True], next_obs)
     key = jax.random.PRNGKey(2)
-    y = np.asarray(algo.critic_target(state, batch, key, hparams))
+    y = np.asarray(jax.jit(algo.critic_target)(state, batch, key, hparams))
     assert y[1] == pytest.approx(-1.5)
     # the M = 7 uniform actions the target drew for the two next observations
     actions = np.asarray(jax.random.uniform(key, (2, 7, 1), minval=-1.0, maxval=1.0), np.float64)
@@ -116,10 +116,12 @@ def test_alpha_must_be_positive():
         experiment.build("sql", "Pendulum-v1", dict(alpha=0.0))
 
 
-@pytest.mark.learning
+@pytest.mark.slow
 def test_learns_pendulum_quickly():
     """The preset at 1.5e4 steps, 2 seeds: each far above a random policy (about -1200). On 2-seed
-    development runs the preset's episodes between 1e4 and 1.5e4 steps averaged -170 to -280."""
+    development runs the preset's episodes between 1e4 and 1.5e4 steps averaged -170 to -280.
+    Under -m slow: it took 59 s on a loaded 2-core machine (SQL learns Pendulum later than SAC,
+    whose quick test stops at 6e3 steps)."""
     out = _learning.run_named("sql", "Pendulum-v1", dict(total_timesteps=15_000), num_seeds=2, base=30)
     _learning.check(_learning.final_returns(out), every_seed_above=-1000, mean_above=-800)
 
