@@ -49,10 +49,15 @@ def test_n_step_targets_from_the_replay_are_truncation_correct_on_the_networks()
     C51 loop's projection of the target critic's distribution at (s', mu'(s'))."""
     trainer, hparams = build()
     algo = trainer.algo
-    state = algo.init(jax.random.PRNGKey(0), trainer.spec, hparams)
     batch, (obs, next_obs, reward, terminated, truncated) = episode_batch()
-    state = state.replace(buffer=algo.add_to_replay(state, batch))
-    nbatch, info = algo.sample_replay(state, jax.random.PRNGKey(1), hparams)
+
+    @jax.jit
+    def filled_and_drawn(key):
+        state = algo.init(key, trainer.spec, hparams)
+        state = state.replace(buffer=algo.add_to_replay(state, batch))
+        return state, algo.sample_replay(state, jax.random.fold_in(key, 1), hparams)
+
+    state, (nbatch, info) = filled_and_drawn(jax.random.PRNGKey(0))
     gamma = float(hparams.gamma)
     starts = np.asarray(nbatch.obs)[:, 0].astype(int)
     assert set(starts.tolist()) == set(range(6))  # the 6 complete windows of 8 steps
@@ -71,7 +76,7 @@ def test_n_step_targets_from_the_replay_are_truncation_correct_on_the_networks()
     np.testing.assert_array_equal(np.asarray(info["weights"]), 1.0)  # uniform replay
     # the target distribution, from the target networks and the C51 loop
     key = jax.random.PRNGKey(2)
-    m = np.asarray(algo.critic_target(state, nbatch, key, hparams))
+    m = np.asarray(jax.jit(lambda s, b: algo.critic_target(s, b, key, hparams))(state, nbatch))
     mu = state.actor.apply(state.target["actor"], nbatch.next_obs)
     logits = np.asarray(state.critic.apply(jax.tree.map(lambda x: x[0], state.target["critic"]), nbatch.next_obs, mu),
                         np.float64)
@@ -87,17 +92,23 @@ def test_prioritised_critic_step_weights_the_loss_and_sets_priorities_to_the_cro
     from the critic's logits before the step and the target distribution."""
     trainer, hparams = build(prioritised=True)
     algo = trainer.algo
-    state = algo.init(jax.random.PRNGKey(0), trainer.spec, hparams)
     batch, _ = episode_batch()
-    state = state.replace(buffer=algo.add_to_replay(state, batch))
-    # unequal priorities first, so that the importance weights differ
-    state = state.replace(buffer=algo._replay().set_priorities(state.buffer, jnp.arange(6), jnp.arange(1.0, 7.0),
-                                                                float(hparams.priority_exponent)))
     key = jax.random.PRNGKey(3)
     sample_key, target_key, _ = jax.random.split(key, 3)
-    nbatch, info = algo.sample_replay(state, sample_key, hparams)
-    target = np.asarray(algo.critic_target(state, nbatch, target_key, hparams), np.float64)
-    logits = np.asarray(state.q_values(nbatch.obs, nbatch.action)[0], np.float64)
+
+    @jax.jit
+    def prepared():
+        state = algo.init(jax.random.PRNGKey(0), trainer.spec, hparams)
+        state = state.replace(buffer=algo.add_to_replay(state, batch))
+        # unequal priorities first, so that the importance weights differ
+        state = state.replace(buffer=algo._replay().set_priorities(state.buffer, jnp.arange(6), jnp.arange(1.0, 7.0),
+                                                                    hparams.priority_exponent))
+        nbatch, info = algo.sample_replay(state, sample_key, hparams)
+        return (state, nbatch, info, algo.critic_target(state, nbatch, target_key, hparams),
+                state.q_values(nbatch.obs, nbatch.action)[0])
+
+    state, nbatch, info, target, logits = prepared()
+    target, logits = np.asarray(target, np.float64), np.asarray(logits, np.float64)
     log_q = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     ce = -(target * log_q).sum(-1)
     start = np.asarray(info["start"])

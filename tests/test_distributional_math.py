@@ -229,10 +229,11 @@ def _fill(buf, num_envs, num_steps, iterations):
     example = replay.Step(jnp.zeros(1), jnp.zeros(1), jnp.zeros(()), jnp.zeros((), bool), jnp.zeros((), bool),
                           jnp.zeros(1))
     state = buf.init(example)
+    add = jax.jit(buf.add)
     t = 0
     for _ in range(iterations):
         ids = (t + np.arange(num_steps))[:, None] * 1000 + np.arange(num_envs)[None, :]
-        state = buf.add(state, _steps(ids, num_envs))
+        state = add(state, _steps(ids, num_envs))
         t += num_steps
     return state, t
 
@@ -249,8 +250,9 @@ def test_windows_are_consecutive_steps_of_one_env_and_cover_exactly_the_complete
     complete = {i for i in stored if {i + 1000, i + 2000} <= stored}
     assert int(buf.complete_windows(state)) == len(complete) == 23 - (length - 1) * num_envs
     drawn = set()
+    sample = jax.jit(buf.sample)
     for k in range(8):
-        windows, start, probs = buf.sample(state, jax.random.PRNGKey(k))
+        windows, start, probs = sample(state, jax.random.PRNGKey(k))
         r = np.asarray(windows.reward)
         np.testing.assert_array_equal(r[:, 1:] - r[:, :-1], 1000.0)  # consecutive steps of one env
         np.testing.assert_array_equal(np.asarray(windows.obs)[..., 0], r)
