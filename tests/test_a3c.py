@@ -2,8 +2,6 @@
 plain Python simulation; workers act with their own copies; each worker's gradient is A2C's on its
 own envs (truncation-correct, against a NumPy n-step return); configuration errors; learning."""
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,7 +9,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 import _learning
-from purejaxpg import experiment, presets, results, rollout, train
+from purejaxpg import experiment, results, rollout, train
 from purejaxpg.algorithms.a2c import A2C, A2CHParams
 from purejaxpg.algorithms.a3c import A3C
 from purejaxpg.config import ConfigError, TrainConfig
