@@ -264,6 +264,28 @@ class QCritic(nn.Module):
         return MLP(self.hidden, 1, self.activation, 1.0)(x)[..., 0]
 
 
+class ActionValueCritic(nn.Module):
+    """MLP action-value function Q(s, a).
+
+    Discrete (``num_actions > 0``): ``obs [..., *obs_shape] -> [..., A]``, one output per action
+    (``action`` is ignored). Continuous (``num_actions == 0``): ``(obs, action [..., D]) -> [...]``
+    on concat(obs, action). Orthogonal init with gain 1.0 on the output layer, as the V critic.
+    """
+
+    obs_ndim: int
+    num_actions: int = 0
+    hidden: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
+        x = _flatten_obs(obs, self.obs_ndim)
+        if self.num_actions:
+            return MLP(self.hidden, self.num_actions, self.activation, 1.0)(x)
+        x = jnp.concatenate([x, action.astype(x.dtype)], axis=-1)
+        return MLP(self.hidden, 1, self.activation, 1.0)(x)[..., 0]
+
+
 class CategoricalQCritic(nn.Module):
     """Distributional action-value: logits of Z(s, a) over ``num_atoms`` fixed atoms (C51, Bellemare
     et al. 2017; D4PG's critic, Barth-Maron et al. 2018): ``([..., *obs_shape], [..., D]) -> [..., num_atoms]``.

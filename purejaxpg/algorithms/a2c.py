@@ -51,11 +51,10 @@ tests check both equalities.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
@@ -63,7 +62,7 @@ import optax
 from purejaxpg import envs, objectives, returns
 from purejaxpg.algorithms import common
 from purejaxpg.config import ConfigError, hp, hparams
-from purejaxpg.networks import MLP, _flatten_obs
+from purejaxpg.networks import ActionValueCritic
 
 CRITICS = ("v", "q")
 ADVANTAGES = ("gae", "nstep", "td", "td_lambda_traces")
@@ -72,28 +71,6 @@ ADVANTAGES = ("gae", "nstep", "td", "td_lambda_traces")
 # --------------------------------------------------------------------------------------------
 # General pieces (candidates for common.py / networks.py)
 # --------------------------------------------------------------------------------------------
-
-
-class ActionValueCritic(nn.Module):
-    """MLP action-value function Q(s, a).
-
-    Discrete (``num_actions > 0``): ``obs [..., *obs_shape] -> [..., A]``, one output per action
-    (``action`` is ignored). Continuous (``num_actions == 0``): ``(obs, action [..., D]) -> [...]``
-    on concat(obs, action). Orthogonal init with gain 1.0 on the output layer, as the V critic.
-    """
-
-    obs_ndim: int
-    num_actions: int = 0
-    hidden: Sequence[int] = (64, 64)
-    activation: str = "tanh"
-
-    @nn.compact
-    def __call__(self, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
-        x = _flatten_obs(obs, self.obs_ndim)
-        if self.num_actions:
-            return MLP(self.hidden, self.num_actions, self.activation, 1.0)(x)
-        x = jnp.concatenate([x, action.astype(x.dtype)], axis=-1)
-        return MLP(self.hidden, 1, self.activation, 1.0)(x)[..., 0]
 
 
 def eligibility_trace_sum(grad_fn: Callable[[Any, Any], Any], params: Any, inputs: Any, deltas: jax.Array,

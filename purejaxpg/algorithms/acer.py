@@ -43,7 +43,6 @@ from flax import struct
 
 from purejaxpg import envs, networks, objectives, replay, returns, rollout, targets
 from purejaxpg.algorithms import common
-from purejaxpg.algorithms.a2c import ActionValueCritic
 from purejaxpg.config import hp, hparams
 from purejaxpg.distributions import Categorical
 from purejaxpg.errors import ConfigError
@@ -203,7 +202,7 @@ class ACER(common.PolicyAlgorithm):
 
     def init(self, key, spec: envs.EnvSpec, hparams: ACERHParams) -> ACERState:
         policy = networks.make_policy(spec, self.hidden, self.activation)
-        critic = ActionValueCritic(len(spec.obs_shape), spec.num_actions, tuple(self.hidden), self.activation)
+        critic = networks.ActionValueCritic(len(spec.obs_shape), spec.num_actions, tuple(self.hidden), self.activation)
         obs = jnp.zeros((1,) + spec.obs_shape, jnp.float32)
         policy_key, critic_key = jax.random.split(key)
         params = {"policy": policy.init(policy_key, obs), "critic": critic.init(critic_key, obs)}
