@@ -2,8 +2,8 @@
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python notebooks/_make_bernoulli_notebook.py           # write the notebook
-    /work/venv/bin/python notebooks/_make_bernoulli_notebook.py --execute # also run it once
+    python notebooks/_make_bernoulli_notebook.py           # write the notebook
+    python notebooks/_make_bernoulli_notebook.py --execute # also run it once
 
 The notebook is always saved without outputs so that it diffs cleanly; ``--execute`` runs it
 top to bottom with nbclient first (a smoke test) and reports the wall time.

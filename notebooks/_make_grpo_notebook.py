@@ -3,9 +3,9 @@ advantages, why equal returns give no signal) and a GRPO run on CartPole-v1.
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python notebooks/_make_grpo_notebook.py                  # write the notebook
-    /work/venv/bin/python notebooks/_make_grpo_notebook.py --execute        # also run it once
-    /work/venv/bin/python notebooks/_make_grpo_notebook.py --execute --budget small
+    python notebooks/_make_grpo_notebook.py                  # write the notebook
+    python notebooks/_make_grpo_notebook.py --execute        # also run it once
+    python notebooks/_make_grpo_notebook.py --execute --budget small
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Usage (from the repository root)::
 
-    /work/venv/bin/python notebooks/_make_quickstart_notebook.py                  # write the notebook
-    /work/venv/bin/python notebooks/_make_quickstart_notebook.py --execute        # also run it once
-    /work/venv/bin/python notebooks/_make_quickstart_notebook.py --execute --budget small
+    python notebooks/_make_quickstart_notebook.py                  # write the notebook
+    python notebooks/_make_quickstart_notebook.py --execute        # also run it once
+    python notebooks/_make_quickstart_notebook.py --execute --budget small
 """
 
 from __future__ import annotations
