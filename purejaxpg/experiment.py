@@ -24,13 +24,21 @@ def settings_fields(algo_cls: type) -> dict[str, tuple[str, dataclasses.Field]]:
     return out
 
 
-def build(algo_name: str, env_id: str, overrides: dict[str, Any] | None = None, use_presets: bool = True):
+def build(algo_name: str, env_id: Any, overrides: dict[str, Any] | None = None, use_presets: bool = True):
     """Return ``(algo, config, hparams)`` after presets and ``overrides``; validates everything
     that can be checked without compiling.
+
+    ``env_id`` is an id (gymnax, ``brax/<name>``, ``jaxmarl/<name>``) or an environment object
+    with the gymnax interface; for an object, ``config.env_id`` is its name (no preset applies)
+    and the object goes to ``make_train(algo, config, env=env_object, env_params=...)``.
 
     Raises:
       ConfigError: unknown algorithm, unknown setting name (with suggestions), a bad value.
     """
+    env_object = None if isinstance(env_id, str) else env_id
+    if env_object is not None:
+        envs.from_env(env_object)  # checks the interface
+        env_id = env_label(env_object)
     algo_cls = algorithms.get(algo_name)
     fields = settings_fields(algo_cls)
     settings = presets.preset(algo_name, env_id) if use_presets else {}
@@ -45,10 +53,17 @@ def build(algo_name: str, env_id: str, overrides: dict[str, Any] | None = None, 
     config = TrainConfig(**grouped["train"])
     algo = algo_cls(**grouped["algo"])
     hparams = algo_cls.HParams(**grouped["hparams"])
-    envs.check_env_id(config.env_id)
+    if env_object is None:
+        envs.check_env_id(config.env_id)
     config.validate()
     validate_hparams(hparams)
     return algo, config, hparams
+
+
+def env_label(env: Any) -> str:
+    """The ``env_id`` a run on an env object is recorded under: its ``name``, else its class name."""
+    name = getattr(env, "name", None)
+    return name if isinstance(name, str) and name else type(env).__name__
 
 
 def describe(algo: Any, config: TrainConfig, hparams: Any) -> dict[str, Any]:

@@ -119,11 +119,19 @@ class Trainer:
     def num_iterations(self) -> int:
         return self.config.num_iterations
 
+    @property
+    def learner_config(self) -> TrainConfig:
+        """The config as the algorithm sees it: with a multi-agent env's agents as shared streams,
+        ``num_envs`` is N * A (and ``total_timesteps`` A times the env steps, so the iterations are
+        the same); otherwise ``config``."""
+        return learner_config(self.config, self.spec)
+
     def init(self, key: jax.Array, hparams: Any) -> RunnerState:
         env_key, learner_key, run_key = jax.random.split(key, 3)
         loop = envs.reset(self.env, self.env_params, self.spec, env_key, self.config.num_envs)
         learner = self.algo.init(learner_key, self.spec, hparams)
-        loop = loop.replace(actor=self.algo.init_actor(learner, self.config, jax.random.fold_in(learner_key, 1)))
+        loop = loop.replace(actor=self.algo.init_actor(learner, self.learner_config,
+                                                       jax.random.fold_in(learner_key, 1)))
         return RunnerState(learner, loop, run_key, jnp.asarray(0, jnp.int32))
 
     def step(self, runner: RunnerState, hparams: Any) -> tuple[RunnerState, dict]:
@@ -153,17 +161,34 @@ class Trainer:
         return self.run(self.init(key, hparams), hparams, self.num_iterations)
 
 
-def make_train(algo: Any, config: TrainConfig, hparams: Any | None = None) -> Trainer:
+def make_train(algo: Any, config: TrainConfig, hparams: Any | None = None, *, env: Any = None,
+               env_params: Any = None) -> Trainer:
     """Validate the settings and build the :class:`Trainer` (nothing is compiled here).
+
+    Args:
+      algo: an algorithm (`purejaxpg.algorithms`).
+      config: the run's `TrainConfig`; ``config.env_id`` names the environment (a gymnax id,
+        ``brax/<name>`` or ``jaxmarl/<name>``), or is only a label when ``env`` is given.
+      hparams: when given, checked against the algorithm's ``HParams`` ranges.
+      env, env_params: an environment object with the gymnax interface (e.g. your own subclass of
+        ``gymnax.environments.environment.Environment``) and its params (default
+        ``env.default_params``), trained on instead of making ``config.env_id``.
+
+    A multi-agent env (``jaxmarl/...``) is seen jointly by a multi-agent algorithm
+    (``algo.multi_agent``, MADDPG) and as N * A environments of one shared policy by any other.
 
     Raises:
       ConfigError: unknown env id, a batch that the algorithm cannot split, total steps below one
         batch, an action space the algorithm does not support, or (when ``hparams`` is given) a
         hyperparameter outside its range.
     """
-    envs.check_env_id(config.env_id)
     config.validate()
-    trainer = _trainer(algo, config)
+    if env is None:
+        envs.check_env_id(config.env_id)
+        trainer = _trainer(algo, config)
+    else:
+        env, env_params, spec = envs.from_env(env, env_params, config.env_id)
+        trainer = _build_trainer(algo, config, env, env_params, spec)
     if hparams is not None:
         if not isinstance(hparams, algo.HParams):
             raise ConfigError(f"hparams is a {type(hparams).__name__}; {algo.name} takes "
@@ -175,9 +200,25 @@ def make_train(algo: Any, config: TrainConfig, hparams: Any | None = None) -> Tr
 @functools.lru_cache(maxsize=64)
 def _trainer(algo: Any, config: TrainConfig) -> Trainer:
     """One Trainer per (algorithm, config), so its compiled chunks are reused within a process."""
-    env, env_params, spec = envs.make(config.env_id)
-    algo.validate(spec, config)
+    return _build_trainer(algo, config, *envs.make(config.env_id))
+
+
+def _build_trainer(algo: Any, config: TrainConfig, env: Any, env_params: Any, spec: envs.EnvSpec) -> Trainer:
+    if spec.num_agents > 1 and not getattr(algo, "multi_agent", False):
+        spec = envs.shared_agents_view(spec)
+    elif getattr(algo, "multi_agent", False) and spec.num_agents <= 1:
+        raise ConfigError(f"{algo.name} is a multi-agent algorithm, but env_id={spec.env_id!r} has one agent; "
+                          "train it on a multi-agent env such as 'jaxmarl/MPE_simple_spread_v3'.")
+    algo.validate(spec, learner_config(config, spec))
     return Trainer(algo, config, spec, env, env_params)
+
+
+def learner_config(config: TrainConfig, spec: envs.EnvSpec) -> TrainConfig:
+    """``config`` as the algorithm sees it (see `Trainer.learner_config`)."""
+    if not spec.share_agents:
+        return config
+    return dataclasses.replace(config, num_envs=spec.streams(config.num_envs),
+                               total_timesteps=config.total_timesteps * spec.num_agents)
 
 
 def seed_keys(seed: int, num_seeds: int) -> jax.Array:
