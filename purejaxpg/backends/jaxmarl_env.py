@@ -1,0 +1,145 @@
+"""jaxmarl environments (``jaxmarl/<name>``) in the gymnax interface, with a leading agent axis.
+
+jaxmarl's ``MultiAgentEnv`` takes and returns one entry per agent in dictionaries keyed by agent
+name. :class:`JaxMARLEnv` stacks them in the order of ``env.agents``: observations ``[A, obs_dim]``
+(agents whose observations are shorter are zero-padded to the longest), rewards ``[A]``, actions
+``[A]`` (discrete) or ``[A, D]``. The episode ends for all agents at once, on jaxmarl's
+``dones["__all__"]``: an end at the env's ``max_steps`` is a time limit (``truncated``, so learners
+bootstrap), any other a termination. On MPE every episode ends at its time limit (25 steps).
+
+`purejaxpg.envs` shows this env to MADDPG jointly and to any other algorithm as N * A streams of
+one shared policy (`purejaxpg.envs.shared_agents_view`). Agents must share one action space.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import spaces
+from gymnax.environments.environment import Environment
+
+from purejaxpg.errors import ConfigError
+
+with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints about optional submodules at import
+    import jaxmarl
+    from jaxmarl.environments import spaces as marl_spaces
+
+
+@struct.dataclass
+class EnvParams:
+    """``max_steps_in_episode``: the env's time limit (0 when it has none)."""
+
+    max_steps_in_episode: int = 0
+
+
+def names() -> list[str]:
+    """jaxmarl's registered environment names."""
+    return list(jaxmarl.registered_envs)
+
+
+def make(name: str, **kwargs: Any) -> tuple["JaxMARLEnv", EnvParams]:
+    """``(env, params)`` for ``jaxmarl.make(name, **kwargs)`` wrapped in :class:`JaxMARLEnv`."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            marl = jaxmarl.make(name, **kwargs)
+    except (TypeError, ValueError, ImportError, ModuleNotFoundError) as err:
+        raise ConfigError(f"jaxmarl could not make {name!r} ({type(err).__name__}: {err}); it may need "
+                          "arguments or packages purejaxpg does not pass; MPE environments work as they are.") from err
+    env = JaxMARLEnv(marl, name)
+    return env, env.default_params
+
+
+class JaxMARLEnv(Environment):
+    """A jaxmarl ``MultiAgentEnv`` as a gymnax environment over stacked per-agent arrays.
+
+    Attributes:
+      marl: the wrapped jaxmarl env; agents: its agent names (the order of the agent axis);
+      num_agents: A; obs_dim: length of the (padded) per-agent observation.
+    """
+
+    def __init__(self, marl: Any, name: str = ""):
+        self.marl = marl
+        self.agents = tuple(marl.agents)
+        self.num_agents = len(self.agents)
+        self._name = name or type(marl).__name__
+        obs_sizes = [int(np.prod(marl.observation_space(a).shape)) for a in self.agents]
+        self.obs_dim = max(obs_sizes)
+        self._obs_sizes = tuple(obs_sizes)
+        self._action_space = self._common_action_space()
+
+    def _common_action_space(self):
+        converted = []
+        for agent in self.agents:
+            space = self.marl.action_space(agent)
+            if isinstance(space, marl_spaces.Discrete):
+                converted.append(("discrete", int(space.n)))
+            elif isinstance(space, marl_spaces.Box):
+                shape = tuple(space.shape)
+                low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
+                high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
+                converted.append(("box", shape, tuple(low.reshape(-1)), tuple(high.reshape(-1))))
+            else:
+                raise ConfigError(f"jaxmarl/{self._name}: agent {agent!r} has an action space of type "
+                                  f"{type(space).__name__}; purejaxpg supports Discrete and Box.")
+        if len(set(converted)) != 1:
+            raise ConfigError(f"jaxmarl/{self._name}: its agents have different action spaces ({converted}); "
+                              "purejaxpg's multi-agent adapter needs one action space shared by all agents.")
+        kind = converted[0]
+        if kind[0] == "discrete":
+            return spaces.Discrete(kind[1])
+        return spaces.Box(np.asarray(kind[2], np.float32).reshape(kind[1]),
+                          np.asarray(kind[3], np.float32).reshape(kind[1]), kind[1], jnp.float32)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def default_params(self) -> EnvParams:
+        return EnvParams(max_steps_in_episode=int(getattr(self.marl, "max_steps", 0) or 0))
+
+    # ---- stacking -----------------------------------------------------------------------------
+    def stack_obs(self, obs: dict) -> jax.Array:
+        """``{agent: obs} -> [A, obs_dim]`` float32, each agent's observation flattened and zero-padded."""
+        rows = []
+        for agent, size in zip(self.agents, self._obs_sizes):
+            flat = jnp.reshape(obs[agent], (-1,)).astype(jnp.float32)
+            rows.append(jnp.pad(flat, (0, self.obs_dim - size)))
+        return jnp.stack(rows)
+
+    def unstack_actions(self, action: jax.Array) -> dict:
+        """``[A]`` or ``[A, D]`` -> ``{agent: action}``."""
+        return {agent: action[i] for i, agent in enumerate(self.agents)}
+
+    # ---- the gymnax interface -----------------------------------------------------------------
+    def reset_env(self, key: jax.Array, params: EnvParams):
+        obs, state = self.marl.reset(key)
+        return self.stack_obs(obs), state
+
+    def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams):
+        obs, next_state, rewards, dones, info = self.marl.step_env(key, state, self.unstack_actions(action))
+        reward = jnp.stack([jnp.asarray(rewards[a], jnp.float32) for a in self.agents])
+        terminated = jnp.logical_and(dones["__all__"], jnp.logical_not(self.is_truncated(next_state, params)))
+        return self.stack_obs(obs), next_state, reward, terminated, {}
+
+    def is_truncated(self, state: Any, params: EnvParams) -> jax.Array:
+        """The time limit: the env's step counter reached ``max_steps_in_episode`` (never without one)."""
+        step = getattr(state, "step", None)
+        if step is None:
+            return jnp.asarray(False)
+        limit = jnp.asarray(params.max_steps_in_episode)
+        return jnp.logical_and(limit > 0, step >= limit)
+
+    def observation_space(self, params: EnvParams) -> spaces.Box:
+        """``Box [A, obs_dim]``: the stacked per-agent observations."""
+        return spaces.Box(-jnp.inf, jnp.inf, (self.num_agents, self.obs_dim), jnp.float32)
+
+    def action_space(self, params: EnvParams):
+        """ONE agent's action space (shared by all agents)."""
+        return self._action_space
