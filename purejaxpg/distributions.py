@@ -236,3 +236,31 @@ class TanhGaussian:
 
 
 Distribution = Categorical | DiagGaussian
+
+
+def gumbel_noise(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """``shape`` standard Gumbel samples g = -log(-log u), u ~ U(0, 1) (clipped away from 0 and 1)."""
+    u = jax.random.uniform(key, shape, jnp.float32, minval=1e-20, maxval=1.0)
+    return -jnp.log(-jnp.log(u) + 1e-20)
+
+
+def gumbel_softmax(logits: jax.Array, key: jax.Array, temperature=1.0, hard: bool = False) -> jax.Array:
+    """A relaxed one-hot sample of Categorical(softmax(logits)) (Jang et al. 2017; Maddison et al. 2017).
+
+    y = softmax((logits + g) / temperature) with g standard Gumbel noise (:func:`gumbel_noise` of
+    ``key``): differentiable in ``logits``, and argmax(y) is an exact sample of the categorical
+    (the Gumbel-max trick). ``hard=True`` returns one_hot(argmax y) in the forward pass with the
+    gradient of y (straight-through). MADDPG's actors on discrete actions use it (Lowe et al. 2017,
+    with temperature 1 and the soft sample).
+
+    Args:
+      logits: ``[..., K]`` unnormalised log-probabilities.
+      key: PRNG key; temperature: > 0, scalar or broadcastable to ``logits[..., 0]`` (static hard).
+    Returns:
+      ``[..., K]`` points of the probability simplex.
+    """
+    y = jax.nn.softmax((logits + gumbel_noise(key, logits.shape)) / temperature, axis=-1)
+    if not hard:
+        return y
+    one_hot = jax.nn.one_hot(jnp.argmax(y, axis=-1), logits.shape[-1], dtype=y.dtype)
+    return one_hot + y - jax.lax.stop_gradient(y)

@@ -303,3 +303,63 @@ class CategoricalQCritic(nn.Module):
     def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
         x = jnp.concatenate([_flatten_obs(obs, self.obs_ndim), action.astype(jnp.float32)], axis=-1)
         return MLP(self.hidden, self.num_atoms, self.activation, 0.01)(x)
+
+
+class PerAgentMLP(nn.Module):
+    """A separate `MLP` (own parameters) for each of A agents, as one batched module (``nn.vmap``
+    over stacked parameters ``[A, ...]``).
+
+    ``shared_input=False``: ``[..., A, F] -> [..., A, out_dim]``, agent i's MLP on row i.
+    ``shared_input=True``: ``[..., F] -> [..., A, out_dim]``, every agent's MLP on the same input
+    (MADDPG's centralised critics all read the joint observation and action).
+    """
+
+    num_agents: int
+    out_dim: int
+    hidden: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    out_scale: float = 1.0
+    shared_input: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        stacked = nn.vmap(MLP, variable_axes={"params": 0}, split_rngs={"params": True},
+                          in_axes=None if self.shared_input else -2, out_axes=-2, axis_size=self.num_agents)
+        return stacked(self.hidden, self.out_dim, self.activation, self.out_scale)(x.astype(jnp.float32))
+
+
+class MultiAgentActor(nn.Module):
+    """Decentralised actors: agent i's logits from its own observation only,
+    ``[..., A, obs_dim] -> [..., A, num_actions]`` (MADDPG's mu_i(o_i))."""
+
+    num_agents: int
+    num_actions: int
+    hidden: Sequence[int] = (64, 64)
+    activation: str = "relu"
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        return PerAgentMLP(self.num_agents, self.num_actions, self.hidden, self.activation, 0.01)(obs)
+
+
+class MultiAgentQCritic(nn.Module):
+    """One Q-function per agent, ``(obs [..., A, obs_dim], action [..., A, K]) -> [..., A]``.
+
+    ``centralised=True``: Q_i(x, a_1, ..., a_A) reads every agent's observation and action (MADDPG,
+    Lowe et al. 2017); ``False``: Q_i(o_i, a_i) reads agent i's own (independent DDPG learners).
+    """
+
+    num_agents: int
+    hidden: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    centralised: bool = True
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        obs, action = obs.astype(jnp.float32), action.astype(jnp.float32)
+        if self.centralised:
+            batch = obs.shape[:-2]
+            x = jnp.concatenate([obs.reshape(batch + (-1,)), action.reshape(batch + (-1,))], axis=-1)
+        else:
+            x = jnp.concatenate([obs, action], axis=-1)
+        return PerAgentMLP(self.num_agents, 1, self.hidden, self.activation, 1.0, self.centralised)(x)[..., 0]

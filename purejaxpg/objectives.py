@@ -283,14 +283,32 @@ def q_ensemble_loss(q_values: jax.Array, targets: jax.Array) -> jax.Array:
     sum_k 0.5 * mean_b (Q_k(s_b, a_b) - y_b)^2 (TD3 and SAC train both critics on the same y).
 
     Args:
-      q_values: ``[K, B]``; targets: ``[B]`` (treated as constants).
+      q_values: ``[K, B]``, or ``[K, B, A]`` for A critics with their own targets (MADDPG's one
+        critic per agent), whose losses are summed; targets: ``[B]`` / ``[B, A]`` (constants).
     Returns:
       scalar loss.
     """
-    chex.assert_rank(q_values, 2)
+    chex.assert_rank(q_values, {2, 3})
     chex.assert_equal_shape([q_values[0], targets])
     targets = jax.lax.stop_gradient(targets)
-    return 0.5 * jnp.sum(jnp.mean((q_values - targets) ** 2, axis=-1))
+    return 0.5 * jnp.sum(jnp.mean((q_values - targets) ** 2, axis=1))
+
+
+def counterfactual_joint_actions(joint_action: jax.Array, own_action: jax.Array) -> jax.Array:
+    """For each agent i, the joint action with agent i's entry replaced by its own policy's action:
+    out[i, b, j] = own_action[b, i] if j == i else joint_action[b, j] (MADDPG's actor update,
+    Lowe et al. 2017, eq. 6: grad of Q_i(x, a_1, ..., a_i = mu_i(o_i), ..., a_N) through a_i only).
+
+    Args:
+      joint_action: ``[B, A, K]`` the replayed actions of the A agents.
+      own_action: ``[B, A, K]`` each agent's action from its current policy (differentiable).
+    Returns:
+      ``[A, B, A, K]``.
+    """
+    chex.assert_equal_shape([joint_action, own_action])
+    num_agents = joint_action.shape[1]
+    mine = jnp.eye(num_agents, dtype=bool)[:, None, :, None]  # [A(i), 1, A(j), 1]
+    return jnp.where(mine, own_action[None], joint_action[None])
 
 
 def dpg_actor_loss(q_values: jax.Array) -> jax.Array:

@@ -31,6 +31,7 @@ ALGORITHMS: dict[str, str] = {
     "acer": "purejaxpg.algorithms.acer:ACER",
     "a3c": "purejaxpg.algorithms.a3c:A3C",
     "sql": "purejaxpg.algorithms.sql:SQL",
+    "maddpg": "purejaxpg.algorithms.maddpg:MADDPG",
 }
 
 

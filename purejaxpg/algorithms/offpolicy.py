@@ -144,7 +144,8 @@ class OffPolicyAlgorithm(abc.ABC):
 
     @abc.abstractmethod
     def actor_loss(self, actor_params: Any, state: OffPolicyState, obs: jax.Array, key: jax.Array, hparams):
-        """``(loss, aux dict)`` of the actor at observations ``[B, ...]`` under the updated critics."""
+        """``(loss, aux dict)`` of the actor at observations ``[B, ...]`` (what `actor_inputs` gives)
+        under the updated critics."""
 
     def extra_params(self, spec: envs.EnvSpec, hparams) -> dict:
         """Learnt parameters beyond actor and critics (SAC's log temperature); each gets its own Adam."""
@@ -163,10 +164,20 @@ class OffPolicyAlgorithm(abc.ABC):
         """The module of each of the ``num_critics`` critics, applied as ``critic(obs, action)``."""
         return QCritic(len(spec.obs_shape), tuple(self.hidden), self.activation)
 
+    def action_shape(self, spec: envs.EnvSpec) -> tuple[int, ...]:
+        """Shape of one action as the learner stores it and the critics read it (default ``[D]``)."""
+        return (spec.action_dim,)
+
+    def actor_inputs(self, batch: Any) -> Any:
+        """What `actor_loss` receives from a minibatch (default its observations; MADDPG's actors also
+        need the replayed actions of the other agents)."""
+        return batch.obs
+
     def init_replay(self, spec: envs.EnvSpec) -> Any:
         """The empty replay buffer's state (default: the item ring of `purejaxpg.replay`)."""
         obs = jnp.zeros(spec.obs_shape, jnp.float32)
-        example = replay.Experience(obs, jnp.zeros((spec.action_dim,), jnp.float32), jnp.zeros(()),
+        reward = jnp.zeros((spec.num_agents,) if spec.joint_agents else ())
+        example = replay.Experience(obs, jnp.zeros(self.action_shape(spec), jnp.float32), reward,
                                     jnp.zeros((), bool), obs)
         return replay.init(self._buffer(), example)
 
@@ -229,7 +240,7 @@ class OffPolicyAlgorithm(abc.ABC):
         actor = self.make_actor(spec)
         critic = self.make_critic(spec)
         obs = jnp.zeros((1,) + spec.obs_shape, jnp.float32)
-        action = jnp.zeros((1, spec.action_dim), jnp.float32)
+        action = jnp.zeros((1,) + self.action_shape(spec), jnp.float32)
         actor_key, critic_key = jax.random.split(key)
         params = {"actor": actor.init(actor_key, obs),
                   "critic": jax.vmap(critic.init, in_axes=(0, None, None))(
@@ -257,7 +268,7 @@ class OffPolicyAlgorithm(abc.ABC):
         return self._to_env(state, action), {}, actor_state
 
     def update(self, state: OffPolicyState, batch: rollout.Transition, key: jax.Array, hparams, progress):
-        num_new = batch.reward.size
+        num_new = batch.done.size  # env steps (a multi-agent env's reward has an agent axis)
         state = state.replace(buffer=self.add_to_replay(state, batch), env_steps=state.env_steps + num_new)
         num_steps = num_new if self.gradient_steps == -1 else self.gradient_steps
         delay = self.policy_delay
@@ -302,7 +313,7 @@ class OffPolicyAlgorithm(abc.ABC):
         """One actor step on the minibatch's observations, the algorithm's extra step, the Polyak
         update of the target networks: ``(state, metrics)``."""
         (loss, aux), grads = jax.value_and_grad(self.actor_loss, has_aux=True)(
-            state.params["actor"], state, batch.obs, key, hparams)
+            state.params["actor"], state, self.actor_inputs(batch), key, hparams)
         actor_params, actor_opt, _ = common.apply_gradients(self._tx(), grads, state.opt_state["actor"],
                                                             state.params["actor"], hparams.actor_lr)
         state = state.replace(params={**state.params, "actor": actor_params},

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import sys
 from typing import Any
 
 import jax
@@ -26,7 +28,31 @@ from gymnax.environments.environment import Environment
 
 from purejaxpg.errors import ConfigError
 
-with contextlib.redirect_stdout(io.StringIO()):  # jaxmarl prints about optional submodules at import
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence file descriptor 1 (jaxmarl prints about optional submodules through a console that
+    ``contextlib.redirect_stdout`` does not reach)."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no file descriptor 1 (embedded interpreters)
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+        return
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            with contextlib.redirect_stdout(io.StringIO()):
+                yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+with _quiet_stdout():
     import jaxmarl
     from jaxmarl.environments import spaces as marl_spaces
 
@@ -46,7 +72,7 @@ def names() -> list[str]:
 def make(name: str, **kwargs: Any) -> tuple["JaxMARLEnv", EnvParams]:
     """``(env, params)`` for ``jaxmarl.make(name, **kwargs)`` wrapped in :class:`JaxMARLEnv`."""
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet_stdout():
             marl = jaxmarl.make(name, **kwargs)
     except (TypeError, ValueError, ImportError, ModuleNotFoundError) as err:
         raise ConfigError(f"jaxmarl could not make {name!r} ({type(err).__name__}: {err}); it may need "
