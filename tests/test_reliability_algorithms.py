@@ -28,7 +28,9 @@ from purejaxpg import algorithms, envs, experiment, rollout, train
 from purejaxpg.config import ConfigError, hparams_to_arrays
 
 ALGO_NAMES = sorted(algorithms.ALGORITHMS)
-ENV_IDS = ("CartPole-v1", "Pendulum-v1")
+#: A multi-agent algorithm (MADDPG) runs on the multi-agent env only, every other one on the first two.
+MULTI_AGENT_ENV = "jaxmarl/MPE_simple_spread_v3"
+ENV_IDS = ("CartPole-v1", "Pendulum-v1", MULTI_AGENT_ENV)
 
 #: Static settings that make any algorithm cheap to compile and run; each is applied only when the
 #: algorithm has a setting of that name.
@@ -46,7 +48,10 @@ def _env_is_discrete(env_id: str) -> bool:
 
 
 def _skip_unsupported(algo_cls: type, env_id: str) -> None:
-    """pytest.skip when the algorithm's ``discrete`` ClassVar excludes the env's action space."""
+    """pytest.skip when the algorithm's ``discrete`` ClassVar excludes the env's action space, or
+    when a multi-agent algorithm meets a single-agent env or the other way round."""
+    if getattr(algo_cls, "multi_agent", False) != (env_id == MULTI_AGENT_ENV):
+        pytest.skip(f"{algo_cls.name} is {'' if getattr(algo_cls, 'multi_agent', False) else 'not '}multi-agent")
     supported = getattr(algo_cls, "discrete", None)
     if supported is not None and supported != _env_is_discrete(env_id):
         kind = "discrete" if supported else "continuous"
@@ -54,7 +59,10 @@ def _skip_unsupported(algo_cls: type, env_id: str) -> None:
 
 
 def _first_supported_env(algo_cls: type) -> str:
-    """The first env of ENV_IDS whose action space the algorithm supports."""
+    """The first env of ENV_IDS whose action space the algorithm supports (the multi-agent env for a
+    multi-agent algorithm)."""
+    if getattr(algo_cls, "multi_agent", False):
+        return MULTI_AGENT_ENV
     supported = getattr(algo_cls, "discrete", None)
     return next(e for e in ENV_IDS if supported is None or supported == _env_is_discrete(e))
 

@@ -4,8 +4,9 @@ jaxmarl's ``MultiAgentEnv`` takes and returns one entry per agent in dictionarie
 name. :class:`JaxMARLEnv` stacks them in the order of ``env.agents``: observations ``[A, obs_dim]``
 (agents whose observations are shorter are zero-padded to the longest), rewards ``[A]``, actions
 ``[A]`` (discrete) or ``[A, D]``. The episode ends for all agents at once, on jaxmarl's
-``dones["__all__"]``: an end at the env's ``max_steps`` is a time limit (``truncated``, so learners
-bootstrap), any other a termination. On MPE every episode ends at its time limit (25 steps).
+``dones["__all__"]``: an end once the env's step counter reached ``max_steps`` is a time limit
+(``truncated``, so learners bootstrap), any other a termination. On MPE every episode ends at its
+time limit (26 steps: jaxmarl ends it on the step after the counter reaches ``max_steps = 25``).
 
 `purejaxpg.envs` shows this env to MADDPG jointly and to any other algorithm as N * A streams of
 one shared policy (`purejaxpg.envs.shared_agents_view`). Agents must share one action space.
@@ -148,14 +149,39 @@ class JaxMARLEnv(Environment):
         obs, state = self.marl.reset(key)
         return self.stack_obs(obs), state
 
-    def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams):
-        obs, next_state, rewards, dones, info = self.marl.step_env(key, state, self.unstack_actions(action))
+    def step(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams | None = None):
+        """One step of all agents with auto-reset: ``(obs [A, obs_dim], state, reward [A], terminated,
+        truncated, info)`` with ``info["final_observation"]`` the observation before the reset.
+
+        The key is split as jaxmarl's own ``step`` splits it, so the two give the same episodes.
+        The episode ends on ``dones["__all__"]``; it is a truncation when the env's step counter has
+        reached ``max_steps_in_episode`` (jaxmarl's MPE ends an episode on the step after its counter
+        reaches ``max_steps``, so its episodes are ``max_steps + 1`` = 26 steps long).
+        """
+        params = self.default_params if params is None else params
+        key_step, key_reset = jax.random.split(key)
+        obs_st, state_st, rewards, dones, _ = self.marl.step_env(key_step, state, self.unstack_actions(action))
+        obs_st = self.stack_obs(obs_st)
         reward = jnp.stack([jnp.asarray(rewards[a], jnp.float32) for a in self.agents])
-        terminated = jnp.logical_and(dones["__all__"], jnp.logical_not(self.is_truncated(next_state, params)))
+        done = jnp.asarray(dones["__all__"], bool)
+        truncated = jnp.logical_and(done, self.time_limit_reached(state_st, params))
+        terminated = jnp.logical_and(done, jnp.logical_not(truncated))
+        obs_re, state_re = self.reset_env(key_reset, params)
+        state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
+        obs = jax.lax.select(done, obs_re, obs_st)
+        info = {"terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+        return obs, state, reward, terminated, truncated, info
+
+    def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams):
+        """gymnax's per-step hook (without reset): ``(obs, state, reward, terminated, info)``."""
+        obs, next_state, rewards, dones, _ = self.marl.step_env(key, state, self.unstack_actions(action))
+        reward = jnp.stack([jnp.asarray(rewards[a], jnp.float32) for a in self.agents])
+        done = jnp.asarray(dones["__all__"], bool)
+        terminated = jnp.logical_and(done, jnp.logical_not(self.time_limit_reached(next_state, params)))
         return self.stack_obs(obs), next_state, reward, terminated, {}
 
-    def is_truncated(self, state: Any, params: EnvParams) -> jax.Array:
-        """The time limit: the env's step counter reached ``max_steps_in_episode`` (never without one)."""
+    def time_limit_reached(self, state: Any, params: EnvParams) -> jax.Array:
+        """Whether the env's step counter has reached ``max_steps_in_episode`` (never without one)."""
         step = getattr(state, "step", None)
         if step is None:
             return jnp.asarray(False)
