@@ -44,9 +44,10 @@ BUDGETS = {
     "Pendulum-v1": 1_000_000,
     "MountainCarContinuous-v0": 500_000,
     "Breakout-MinAtar": 1_000_000,
+    "jaxmarl/MPE_simple_spread_v3": 1_000_000,
 }
 ALGOS = ["ppo", "trpo", "npg", "a2c", "reinforce", "reinforce_baseline", "ppo_kl", "mdpo", "grpo", "nac",
-         "ddpg", "td3", "sac", "d4pg", "sql", "acer", "a3c"]
+         "ddpg", "td3", "sac", "d4pg", "sql", "acer", "a3c", "maddpg"]
 #: at most this many points per seed in a row's learning curve
 CURVE_POINTS = 50
 
