@@ -193,8 +193,8 @@ def test_maddpg_on_a_single_agent_env_is_a_clear_error():
 @pytest.mark.slow
 def test_maddpg_beats_the_random_policy_on_simple_spread():
     """Random actions score about -26.7 per agent per episode; every seed clearly better."""
-    algo, config, hparams = experiment.build("maddpg", SPREAD, {"total_timesteps": 200_000})
+    algo, config, hparams = experiment.build("maddpg", SPREAD, {"total_timesteps": 300_000})  # the preset otherwise
     trainer = train.make_train(algo, config, hparams)
     result = train.run_chunked(trainer, train.seed_keys(2024, 4), hparams)
     final = np.nanmean(result.metrics["episode_return"][:, -trainer.num_iterations // 10:], axis=1)
-    assert np.all(final > -23.0), final
+    assert np.all(final > -20.0), final
