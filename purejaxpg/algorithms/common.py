@@ -205,6 +205,11 @@ class PolicyAlgorithm:
         return {"noise": jax.random.normal(key, shape), "step": jnp.zeros((), jnp.int32),
                 "period": jnp.asarray(period, jnp.int32)}
 
+    def greedy_action(self, learner_state: Any, obs: jax.Array) -> jax.Array:
+        """``obs [N, ...] -> [N]`` / ``[N, D]``: the policy's mode (most likely action, or the Gaussian
+        mean), for deterministic evaluation."""
+        return self.policy_state(learner_state).dist(obs).mode()
+
     def act(self, learner_state: Any, obs: jax.Array, key: jax.Array, actor_state: Any = ()):
         """``obs [N, ...] -> (action, {"log_prob": [N]}, actor_state)``: a ~ pi(.|obs) and log pi(a|obs)."""
         state = self.policy_state(learner_state)

@@ -94,6 +94,10 @@ class MADDPG(offpolicy.OffPolicyAlgorithm):
         logits = state.actor.apply(state.params["actor"], obs)
         return gumbel_softmax(logits, key, state.explore["temperature"]), actor_state
 
+    def greedy_action(self, state, obs):
+        """``obs [N, A, obs_dim] -> [N, A]``: each actor's most likely action."""
+        return jnp.argmax(state.actor.apply(state.params["actor"], obs), axis=-1)
+
     def act(self, state, obs, key, actor_state=()):
         """``obs [N, A, obs_dim] -> (action [N, A] int, {"action_vector": [N, A, K]}, actor_state)``:
         the argmax of each actor's soft sample (uniform random actions during warm-up); the replay

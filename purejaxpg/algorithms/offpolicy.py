@@ -258,6 +258,12 @@ class OffPolicyAlgorithm(abc.ABC):
         """No exploration state by default (Ornstein-Uhlenbeck noise keeps one: see TD3)."""
         return ()
 
+    def greedy_action(self, state: OffPolicyState, obs: jax.Array) -> jax.Array:
+        """``obs [N, ...] -> [N, D]`` in the env's bounds: the actor's deterministic action (mu(s), or the
+        mode of a stochastic actor, tanh(mean) for SAC), for evaluation."""
+        out = state.actor.apply(state.params["actor"], obs)
+        return self._to_env(state, out.mode() if hasattr(out, "mode") else out)
+
     def act(self, state: OffPolicyState, obs: jax.Array, key: jax.Array, actor_state: Any = ()):
         """``obs [N, ...] -> (action [N, D] in the env's bounds, {}, actor_state)``; uniform random
         actions while fewer than ``learning_starts`` transitions have been collected."""

@@ -110,6 +110,11 @@ class SQL(offpolicy.OffPolicyAlgorithm):
         noise = jax.random.normal(key, (obs.shape[0], num, state.spec.action_dim))
         return state.actor.apply(actor_params, obs, noise)
 
+    def greedy_action(self, state, obs):
+        """The sampler at noise xi = 0, f(s, 0), in the env's bounds (the policy itself is a sampler)."""
+        noise = jnp.zeros((obs.shape[0], 1, state.spec.action_dim), jnp.float32)
+        return self._to_env(state, state.actor.apply(state.params["actor"], obs, noise)[:, 0])
+
     def explore(self, state, obs, key, actor_state):
         return self.sample_actions(state.params["actor"], state, obs, key, 1)[:, 0], actor_state
 
