@@ -260,7 +260,10 @@ def _check_finite(metrics: dict[str, np.ndarray], first_iteration: int) -> None:
 
 
 def _mesh_shardings(num_runs: int, num_envs: int, shard: str):
-    """(sharding of the run axis, of the env axis) over all devices, per the ``shard`` mode."""
+    """(sharding of the run axis, of the env axis) over all devices, per the ``shard`` mode.
+
+    ``jax.devices()`` lists the devices of every process after ``jax.distributed.initialize``
+    (`purejaxpg.distributed`), so the same shardings span several processes."""
     devices = jax.devices()
     if shard == "none" or len(devices) == 1:
         return None, None
@@ -269,11 +272,13 @@ def _mesh_shardings(num_runs: int, num_envs: int, shard: str):
     mesh = Mesh(np.asarray(devices), ("devices",))
     by_runs = num_runs % len(devices) == 0
     by_envs = num_envs % len(devices) == 0
+    processes = f" of {jax.process_count()} processes" if jax.process_count() > 1 else ""
     if shard == "runs" and not by_runs:
         raise ConfigError(f"shard='runs' needs the number of runs ({num_runs}) to be a multiple of the "
-                          f"{len(devices)} devices; change seeds/grid size or use shard='envs'.")
+                          f"{len(devices)} devices{processes}; change seeds/grid size or use shard='envs'.")
     if shard == "envs" and not by_envs:
-        raise ConfigError(f"shard='envs' needs num_envs={num_envs} to be a multiple of the {len(devices)} devices.")
+        raise ConfigError(f"shard='envs' needs num_envs={num_envs} to be a multiple of the {len(devices)} "
+                          f"devices{processes}.")
     if shard == "runs" or (shard == "auto" and by_runs):
         return NamedSharding(mesh, PartitionSpec("devices")), None
     if shard == "envs" or (shard == "auto" and by_envs):
@@ -281,23 +286,71 @@ def _mesh_shardings(num_runs: int, num_envs: int, shard: str):
     return None, None
 
 
+def _place(x: Any, sharding: NamedSharding) -> jax.Array:
+    """``x`` as an array laid out by ``sharding``. In one process, ``jax.device_put``. When the
+    sharding spans several processes, a host value (the same in every process) is cut into the
+    shards of this process's devices (``jax.make_array_from_callback``), and an array already
+    spread over the processes is resharded by the compiler; no process reads another's shards."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return x if x.sharding.is_equivalent_to(sharding, x.ndim) else _reshard(sharding)(x)
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
+
+
+@functools.lru_cache(maxsize=None)
+def _reshard(sharding: NamedSharding) -> Callable:
+    """A compiled identity whose outputs (any pytree) are laid out by ``sharding``."""
+    return jax.jit(lambda tree: tree, out_shardings=sharding)
+
+
+def _to_host(tree: Any) -> Any:
+    """``tree`` as NumPy arrays holding every run, in every process. One process:
+    ``jax.device_get``. Several: the leaves spread over processes are first replicated onto every
+    device by one compiled all-gather (every process must call this at the same point), then read
+    from a local device."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    leaves, treedef = jax.tree.flatten(tree)
+    spread = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array) and not x.is_fully_addressable]
+    if spread:
+        mesh = leaves[spread[0]].sharding.mesh
+        gathered = _reshard(NamedSharding(mesh, PartitionSpec()))([leaves[i] for i in spread])
+        for i, x in zip(spread, gathered):
+            leaves[i] = x.addressable_data(0)
+    return jax.tree.unflatten(treedef, [np.asarray(x) for x in leaves])
+
+
 def _shard_runner(runner: RunnerState, runs_sharding, envs_sharding, num_envs: int) -> RunnerState:
     """Place a batched runner: every leaf split over its run axis, or the env loop's ``[R, N, ...]``
-    leaves split over N (parameters and statistics replicated)."""
+    leaves split over N (parameters and statistics replicated); across processes too (`_place`)."""
     if runs_sharding is not None:
-        return jax.device_put(runner, runs_sharding)
+        if jax.process_count() == 1:
+            return jax.device_put(runner, runs_sharding)
+        return jax.tree.map(lambda x: _place(x, runs_sharding), runner)
     if envs_sharding is None:
         return runner
     replicated = NamedSharding(envs_sharding.mesh, PartitionSpec())
 
     def place(x):
         per_env = np.ndim(x) >= 2 and np.shape(x)[1] == num_envs
-        return jax.device_put(x, envs_sharding if per_env else replicated)
+        return _place(x, envs_sharding if per_env else replicated)
 
-    return runner.replace(env=jax.tree.map(place, runner.env),
-                          learner=jax.device_put(runner.learner, replicated),
-                          key=jax.device_put(runner.key, replicated),
-                          iteration=jax.device_put(runner.iteration, replicated))
+    def place_all(tree):
+        return jax.tree.map(lambda x: _place(x, replicated), tree)
+
+    return runner.replace(env=jax.tree.map(place, runner.env), learner=place_all(runner.learner),
+                          key=place_all(runner.key), iteration=place_all(runner.iteration))
+
+
+def _first_iteration(runner: RunnerState) -> int:
+    """The iteration counter of the batched ``runner`` (the same for all runs), read from a
+    shard this process holds."""
+    iteration = runner.iteration
+    if isinstance(iteration, jax.Array) and not iteration.is_fully_addressable:
+        iteration = iteration.addressable_data(0)
+    return int(np.asarray(iteration).reshape(-1)[0])
 
 
 def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterations: int | None = None,
@@ -318,7 +371,13 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
         parameters replicated, the compiler all-reduces the gradients, same numbers as one
         device up to summation order); "auto" picks "runs" when R divides evenly, else "envs"
         when N does, else nothing; "none" keeps everything on the default device. On one
-        device this does nothing. Several hosts: call ``jax.distributed.initialize()`` first.
+        device this does nothing.
+    Several processes (`purejaxpg.distributed.initialize`, one or several hosts): every process
+    makes the same call with the same arguments; ``jax.devices()`` then spans all processes, each
+    computes the runs (or environments) of its own devices, and every process receives all the
+    metrics. The runner given to ``callback`` and the returned ``RunResult.runner`` are then NumPy
+    arrays holding every run (gathered, so a process can checkpoint them), and with ``shard``
+    "none" (or nothing dividing evenly) every process computes all runs by itself.
     Returns:
       a :class:`RunResult`.
     """
@@ -335,16 +394,25 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
     layout = (num_runs, tuple(np.ndim(x) for x in jax.tree.leaves(hparams)))
     compile_seconds, run_seconds, iterations_run = 0.0, 0.0, 0
     runs_sharding, envs_sharding = _mesh_shardings(num_runs, trainer.config.num_envs, shard)
+    multiprocess = jax.process_count() > 1
+    init_keys, init_hparams = keys, hparams
     if runs_sharding is not None:
-        keys = jax.device_put(keys, runs_sharding)
-        hparams = jax.tree.map(lambda x: jax.device_put(x, runs_sharding) if np.ndim(x) == 1 else x, hparams)
+        keys = _place(keys, runs_sharding)
+        replicated = NamedSharding(runs_sharding.mesh, PartitionSpec())
+        hparams = jax.tree.map(lambda x: _place(x, runs_sharding) if np.ndim(x) == 1 else
+                               (_place(x, replicated) if multiprocess else x), hparams)
+    elif envs_sharding is not None and multiprocess:  # every input of a multi-process program is global
+        replicated = NamedSharding(envs_sharding.mesh, PartitionSpec())
+        hparams = jax.tree.map(lambda x: _place(x, replicated), hparams)
+    if runs_sharding is not None:  # the init runs sharded too; else in each process on its own device
+        init_keys, init_hparams = keys, hparams
     if runner is None:
         if ("init",) + layout not in trainer._compiled:
             trainer._compiled[("init",) + layout] = jax.jit(jax.vmap(trainer.init, in_axes=(0, hp_axes)))
-        runner = trainer._compiled[("init",) + layout](keys, hparams)
+        runner = trainer._compiled[("init",) + layout](init_keys, init_hparams)
     runner = _shard_runner(runner, runs_sharding, envs_sharding, trainer.config.num_envs)
     layout = layout + (shard if (runs_sharding or envs_sharding) else "none",)
-    start = int(np.asarray(runner.iteration).reshape(-1)[0])
+    start = _first_iteration(runner)
     collected: list[dict[str, np.ndarray]] = []
     while start < total:
         n = min(chunk, total - start)
@@ -355,17 +423,17 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
             compile_seconds += time.perf_counter() - t0
         t0 = time.perf_counter()
         runner, metrics = trainer._compiled[(n,) + layout](runner, hparams)
-        metrics = jax.device_get(metrics)
+        metrics = _to_host(metrics)
         elapsed = time.perf_counter() - t0
         run_seconds += elapsed
         if trainer.config.check_finite:
             _check_finite(metrics, start)
         collected.append(metrics)
         if callback is not None:
-            callback(metrics, runner, elapsed)
+            callback(metrics, _to_host(runner) if multiprocess else runner, elapsed)
         start += n
         iterations_run += n
     merged = {k: np.concatenate([m[k] for m in collected], axis=1) for k in collected[0]} if collected else {}
     steps = num_runs * iterations_run * trainer.config.batch_size
     sps = steps / run_seconds if run_seconds > 0 else float("nan")
-    return RunResult(merged, runner, compile_seconds, run_seconds, sps)
+    return RunResult(merged, _to_host(runner) if multiprocess else runner, compile_seconds, run_seconds, sps)

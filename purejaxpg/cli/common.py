@@ -88,6 +88,57 @@ def add_cpu_devices_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-devices", default="auto", metavar="auto|N", help=CPU_DEVICES_HELP)
 
 
+DISTRIBUTED_HELP = ("several processes (one or several hosts) as one run: the address HOST:PORT of process 0's "
+                    "coordinator (default: $JAX_COORDINATOR_ADDRESS); give the same command to every process with "
+                    "its --process-id; the runs are split over the devices of all processes and only process 0 "
+                    "writes --out (purejaxpg.distributed)")
+
+
+def add_distributed_flags(parser: argparse.ArgumentParser) -> None:
+    """``--coordinator HOST:PORT --num-processes N --process-id I``, applied by `join_processes`
+    before the command runs; declared on each command's parser so that --help lists them."""
+    group = parser.add_argument_group("several processes (jax.distributed)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help=DISTRIBUTED_HELP)
+    group.add_argument("--num-processes", type=int, default=None, metavar="N",
+                       help="how many processes take part (default: $JAX_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, default=None, metavar="I",
+                       help="this process's index, 0 to N-1; process 0 hosts the coordinator (default: $JAX_PROCESS_ID)")
+
+
+def distributed_settings(argv: list[str]) -> dict | None:
+    """The checked ``jax.distributed`` settings of a command line (flags, else the environment
+    variables; `purejaxpg.distributed.settings`), or None for one process. Raises ConfigError."""
+    from purejaxpg import distributed
+
+    pre = argparse.ArgumentParser(add_help=False)
+    add_distributed_flags(pre)
+    args = pre.parse_known_args(argv)[0]
+    return distributed.settings(args.coordinator, args.num_processes, args.process_id)
+
+
+def join_processes(argv: list[str]) -> str | None:
+    """Join the run of several processes a command line asks for (`distributed_settings`), after
+    ``--cpu-devices`` and before anything else uses JAX; returns an error message or None."""
+    from purejaxpg import distributed
+    from purejaxpg.config import ConfigError
+
+    try:
+        found = distributed_settings(argv)
+        if found is not None:
+            distributed.initialize(found["coordinator_address"], found["num_processes"], found["process_id"],
+                                   found["local_device_ids"])
+    except ConfigError as err:
+        return str(err)
+    return None
+
+
+def is_writer() -> bool:
+    """True in the process that writes the output folder: process 0 of several, or the only one."""
+    from purejaxpg import distributed
+
+    return distributed.is_writer()
+
+
 def grid_values(values: str) -> list[str]:
     """The values of a ``--grid NAME=V1,V2,...`` assignment: its comma-separated non-blank parts."""
     return [v for v in values.split(",") if v.strip()]
@@ -125,6 +176,10 @@ def use_cpu_devices(command: str, argv: list[str], from_command_line: bool) -> s
     It asks for as many devices as the runs split evenly over, at most one per usable core
     (`purejaxpg.devices.devices_for_runs`), so 8 seeds on 6 cores use 4 devices, not 6 of which
     8 runs could not be split over.
+
+    Then, with ``--coordinator``/``--num-processes``/``--process-id`` (or their environment
+    variables), it joins the run of several processes (`join_processes`): each process presents
+    its own ``--cpu-devices``, and ``auto`` counts this process's share of the runs.
     """
     from purejaxpg import devices
     from purejaxpg.config import ConfigError
@@ -134,8 +189,15 @@ def use_cpu_devices(command: str, argv: list[str], from_command_line: bool) -> s
     value = pre.parse_known_args(argv)[0].cpu_devices
     if value == "auto":  # in a process where JAX already runs, its devices stay
         if from_command_line:  # JAX_NUM_CPU_DEVICES / XLA_FLAGS in the environment win (use_cpu_cores)
-            devices.use_cpu_cores(num_runs=runs_in_argv(command, argv), strict=False)
-        return None
+            num_runs = runs_in_argv(command, argv)
+            try:
+                processes = (distributed_settings(argv) or {}).get("num_processes", 1)
+            except ConfigError as err:
+                return str(err)
+            if num_runs is not None and num_runs % processes == 0:
+                num_runs //= processes  # this process's share
+            devices.use_cpu_cores(num_runs=num_runs, strict=False)
+        return join_processes(argv)
     try:
         count = int(value)
     except ValueError:
@@ -144,7 +206,7 @@ def use_cpu_devices(command: str, argv: list[str], from_command_line: bool) -> s
         devices.use_cpu_cores(count)
     except ConfigError as err:
         return f"--cpu-devices {value}: {err}"
-    return None
+    return join_processes(argv)
 
 
 def devices_note(num_runs: int) -> tuple[str, str]:

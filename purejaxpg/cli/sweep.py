@@ -9,8 +9,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from purejaxpg.cli.common import (add_cpu_devices_flag, add_setting_flags, algo_from_argv, devices_note, error,
-                                  grid_values, positive, print_progress, setting_overrides, versions)
+from purejaxpg.cli.common import (add_cpu_devices_flag, add_distributed_flags, add_setting_flags, algo_from_argv,
+                                  devices_note, error, grid_values, is_writer, positive, print_progress,
+                                  setting_overrides, versions)
 
 
 def _sweep_parser(algo_cls: type) -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def _sweep_parser(algo_cls: type) -> argparse.ArgumentParser:
     parser.add_argument("--plot-x", default=None, metavar="NAME", help="x axis of sweep.png (default: first swept name)")
     parser.add_argument("--plot-lines", default=None, metavar="NAME", help="one line per value of NAME (grid only)")
     add_cpu_devices_flag(parser)
+    add_distributed_flags(parser)
     add_setting_flags(parser, algo_cls)
     return parser
 
@@ -136,7 +138,7 @@ def cmd_sweep(argv: list[str]) -> int:
                                shard=shard, **common)
     result.settings.update(chunk_iterations=chunk, versions=versions())
     _print_sweep_summary(result)
-    if args.out:
+    if args.out and is_writer():  # one writer in a run of several processes
         os.makedirs(args.out, exist_ok=True)
         result.save(args.out, plot=False)
         result.plot(os.path.join(args.out, "sweep.png"),

@@ -10,8 +10,9 @@ import os
 
 import numpy as np
 
-from purejaxpg.cli.common import (add_cpu_devices_flag, add_setting_flags, algo_from_argv, devices_note, error,
-                                  positive, print_progress, setting_overrides, versions)
+from purejaxpg.cli.common import (add_cpu_devices_flag, add_distributed_flags, add_setting_flags, algo_from_argv,
+                                  devices_note, error, is_writer, positive, print_progress, setting_overrides,
+                                  versions)
 
 
 def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
@@ -35,6 +36,7 @@ def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
     parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N",
                         help="stop after N chunks of this call, once checkpointed (for tests and jobs of limited wall time)")
     add_cpu_devices_flag(parser)
+    add_distributed_flags(parser)
     if algo_cls is not None:
         add_setting_flags(parser, algo_cls)
     return parser
@@ -113,6 +115,7 @@ def cmd_resume(argv: list[str]) -> int:
     parser.add_argument("--keep-checkpoints", type=int, default=None, metavar="N")
     parser.add_argument("--stop-after-chunks", type=int, default=None, metavar="N")
     add_cpu_devices_flag(parser)
+    add_distributed_flags(parser)
     args, extra = parser.parse_known_args(argv)
     if extra:
         return error(f"--resume continues the run with the settings saved in {args.resume}; "
@@ -142,7 +145,10 @@ def cmd_resume(argv: list[str]) -> int:
 
 
 def _write_config(out: str, description: dict) -> None:
-    """Write the run's settings ``description`` to OUT/config.json (creating OUT)."""
+    """Write the run's settings ``description`` to OUT/config.json (creating OUT); in a run of
+    several processes only process 0 writes."""
+    if not is_writer():
+        return
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "config.json"), "w") as fh:
         json.dump(description, fh, indent=2)
@@ -168,7 +174,8 @@ def _run_checkpointed(trainer, keys, hparams, out: str, description: dict, chunk
 
 def _finish_train(out: str | None, description: dict, metrics: dict, steps_per_second: float,
                   compile_seconds: float, run_seconds: float) -> int:
-    """Print the final summary; write config.json, metrics.csv, summary.json, learning_curve.png."""
+    """Print the final summary; write config.json, metrics.csv, summary.json, learning_curve.png
+    (in a run of several processes, process 0 writes them)."""
     from purejaxpg import plotting, results
 
     algo_name, env_id, num_seeds = description["algo"], description["train"]["env_id"], description["seeds"]
@@ -185,7 +192,7 @@ def _finish_train(out: str | None, description: dict, metrics: dict, steps_per_s
     print(f"final return (last 10% of iterations): mean {summary['final_return']['mean']:.2f}, "
           f"worst {summary['final_return']['worst']:.2f} | {steps_per_second:,.0f} steps/s | "
           f"compile {compile_seconds:.1f} s", flush=True)
-    if out:
+    if out and is_writer():
         table = results.tidy(metrics, {"seed": np.arange(num_seeds)}).drop(columns="run")
         _write_config(out, description)
         table.to_csv(os.path.join(out, "metrics.csv"), index=False)
