@@ -18,14 +18,20 @@ clips the policy's samples to it). Each env maps them to its actuators itself:
 ``inverted_pendulum`` rescales [-1, 1] linearly to its motor's ``ctrlrange`` [-3, 3], and the
 motor's gear 100 turns that into a force of up to 300 N on the cart; the MJCF-based envs
 (hopper, ant, ...) pass the action as the control, which the actuator clips to its ``ctrlrange``
-(hopper's is [-1, 1]) and multiplies by its gear. Observations are flat float32 vectors.
+(hopper's is [-1, 1]) and multiplies by its gear (200). Observations are flat float32 vectors.
 
 Physics: brax offers four pipelines ('generalized', 'positional', 'spring', 'mjx').
-`DEFAULT_BACKEND` is the one measured fastest to compile and step on this CPU machine
-(``benchmarks/brax_speed.py``, ``benchmarks/results/brax_speed.json``); another one is one call
-away, and trains through the env-object path of `purejaxpg.train.make_train`::
+`DEFAULT_BACKEND` is 'generalized' (``benchmarks/brax_speed.py``, whose table is in
+``benchmarks/results/brax_speed.json``). 'spring' steps fastest on this CPU (about 3x
+'generalized' on inverted_pendulum, 5x on hopper) and compiles fastest, but brax runs it (and
+'positional') with a 0.02 s control step instead of 0.04 s for inverted_pendulum, a different
+task from MuJoCo's InvertedPendulum: SAC that learns the 'generalized' pendulum (1000) in 2e4 steps
+stayed below 250 on 'spring' and 'positional'. 'generalized' has MuJoCo's physics formulation
+(generalized coordinates) and control step. 'mjx' (MuJoCo itself) is as slow here and compiles
+no faster. Another pipeline is one call away, through the env-object path of
+`purejaxpg.train.make_train`::
 
-    env, env_params = brax_env.make("hopper", backend="positional")
+    env, env_params = brax_env.make("hopper", backend="spring")
     trainer = make_train(algo, TrainConfig(env_id="brax/hopper", ...), env=env, env_params=env_params)
 """
 
@@ -50,7 +56,7 @@ with contextlib.redirect_stdout(io.StringIO()):
 from purejaxpg.errors import ConfigError
 
 #: The physics pipeline `make` uses unless told otherwise (see the module docstring).
-DEFAULT_BACKEND = "spring"
+DEFAULT_BACKEND = "generalized"
 #: The pipelines brax 0.14 provides.
 BACKENDS = ("generalized", "positional", "spring", "mjx")
 
