@@ -3,6 +3,8 @@
 ``import purejaxpg`` imports nothing heavy (the command line must choose the CPU device count
 before JAX starts); the names below load their module on first use.
 
+* ``purejaxpg.train("sac", "Pendulum-v1", seeds=8, total_timesteps=2e4)``: train in one call
+  (`purejaxpg.api.train`; ``purejaxpg.train`` is also the module of the training loop, callable).
 * ``purejaxpg.load(run_dir)``: a trained run's policy (`purejaxpg.policy.load`).
 """
 
@@ -12,6 +14,10 @@ _LAZY = {"load": ("purejaxpg.policy", "load"), "Policy": ("purejaxpg.policy", "P
 
 
 def __getattr__(name: str):
+    if name == "train":  # the training loop's module, callable as the one-call API
+        import importlib
+
+        return importlib.import_module("purejaxpg.train")
     if name in _LAZY:
         import importlib
 

@@ -437,3 +437,18 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
     steps = num_runs * iterations_run * trainer.config.batch_size
     sps = steps / run_seconds if run_seconds > 0 else float("nan")
     return RunResult(merged, _to_host(runner) if multiprocess else runner, compile_seconds, run_seconds, sps)
+
+
+class _CallableModule(type(functools)):
+    """This module, callable: ``purejaxpg.train("sac", "Pendulum-v1", seeds=8)`` is `purejaxpg.api.train`,
+    the one-call API, while ``from purejaxpg import train; train.make_train(...)`` keeps working."""
+
+    def __call__(self, *args, **kwargs):
+        from purejaxpg import api
+
+        return api.train(*args, **kwargs)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _CallableModule
