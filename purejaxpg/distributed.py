@@ -22,11 +22,14 @@ JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0`` (``JAX_COORDINATOR_ADDRESS`` and ``JAX_LO
 also read by JAX itself; on SLURM and Open MPI JAX detects all of it, :func:`initialize` with no
 argument). In Python::
 
-    import jax
-    from purejaxpg import distributed, devices, train
+    from purejaxpg import devices, distributed
     devices.use_cpu_cores(4)                      # before JAX starts: 4 CPU devices per process
     distributed.initialize("HOST0:12355", 2, 0)   # process 1 passes 1
+    from purejaxpg import train                   # only now: importing gymnax starts JAX
     result = train.run_chunked(trainer, keys, hparams, shard="runs")   # same call in every process
+
+``import purejaxpg``, ``purejaxpg.devices`` and this module leave JAX unstarted; modules that
+import gymnax (``purejaxpg.train``, ``purejaxpg.envs``, ...) start it, so they come after.
 
 Two processes on one machine (as the test does) work the same, with ``localhost`` as HOST0.
 """
@@ -135,8 +138,10 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
         jax.distributed.initialize(**args, initialization_timeout=timeout_seconds)
     except RuntimeError as err:
         if "before" in str(err).lower() or "backend" in str(err).lower():
-            raise ConfigError("jax.distributed.initialize must run before any JAX computation of the process "
-                              f"(JAX said: {err}); call purejaxpg.distributed.initialize() first.") from err
+            raise ConfigError("jax.distributed.initialize must run before JAX starts its devices (JAX said: "
+                              f"{err}); call purejaxpg.distributed.initialize() first, before importing gymnax "
+                              "or the purejaxpg modules that use it (purejaxpg.train, ...): importing gymnax "
+                              "starts JAX.") from err
         raise
     return True
 

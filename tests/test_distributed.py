@@ -11,7 +11,9 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import numpy as np
 import pandas as pd
@@ -46,18 +48,27 @@ def _env() -> dict:
 def _run_all(commands: list[list[str]]) -> list[subprocess.CompletedProcess]:
     """Start ``commands`` at once (they wait for each other at the coordinator) and collect them;
     on a timeout kill the ones this test started."""
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=ROOT)
-             for cmd in commands]
-    done = []
+    logs = [(tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")) for _ in commands]
+    procs = [subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=_env(), cwd=ROOT)
+             for cmd, (out, err) in zip(commands, logs)]
     try:
-        for cmd, proc in zip(commands, procs):
-            out, err = proc.communicate(timeout=TIMEOUT)
-            done.append(subprocess.CompletedProcess(cmd, proc.returncode, out, err))
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline and any(p.poll() is None for p in procs):
+            if any(p.poll() not in (None, 0) for p in procs):
+                break  # one failed: the others would wait for it at the coordinator
+            time.sleep(0.2)
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait()
+            proc.wait()
+    done = []
+    for cmd, proc, (out, err) in zip(commands, procs, logs):
+        out.seek(0)
+        err.seek(0)
+        done.append(subprocess.CompletedProcess(cmd, proc.returncode, out.read(), err.read()))
+        out.close()
+        err.close()
     return done
 
 
@@ -90,10 +101,11 @@ WORKER = textwrap.dedent("""
     import json, sys
     import jax
     jax.config.update("jax_num_cpu_devices", int(sys.argv[1]))
-    from purejaxpg import distributed, train
-    if len(sys.argv) > 2:
+    from purejaxpg import distributed
+    if len(sys.argv) > 2:  # before gymnax is imported: importing it starts JAX's backend
         assert distributed.initialize(sys.argv[2], 2, int(sys.argv[3]))
     import numpy as np
+    from purejaxpg import train
     from purejaxpg.algorithms import PPO, PPOHParams
     from purejaxpg.config import TrainConfig
     assert len(jax.devices()) == 4, jax.devices()

@@ -91,6 +91,7 @@ def test_wandb_gets_the_config_means_over_runs_and_each_runs_return(tmp_path, mo
     assert second["policy_loss"] == pytest.approx(np.mean([0.25, 0.125])) and fake.finished
 
 
+@pytest.mark.slow  # wandb-core starts in about 20 s
 def test_wandb_runs_offline_with_no_network(tmp_path, monkeypatch):
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)
