@@ -23,12 +23,12 @@ from purejaxpg import distributed
 from purejaxpg.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TIMEOUT = 300
+TIMEOUT = 600  # generous: the machine may be busy; a hang fails, it does not pass
 
 # A tiny PPO sweep: 2 learning rates x 2 seeds = 4 runs, 4 iterations in 2 chunks.
 SWEEP = ["sweep", "--algo", "ppo", "--env", "CartPole-v1", "--grid", "lr=1e-3,3e-3", "--seeds", "2",
          "--num-envs", "4", "--num-steps", "32", "--total-timesteps", str(4 * 32 * 4), "--hidden", "16",
-         "--num-epochs", "2", "--num-minibatches", "2", "--chunk-iterations", "2", "--no-presets"]
+         "--num-epochs", "1", "--num-minibatches", "2", "--chunk-iterations", "2", "--no-presets"]
 
 
 def _free_port() -> int:
@@ -77,14 +77,14 @@ def test_two_processes_run_one_sweep_with_the_numbers_of_one_process(tmp_path):
     cli = [sys.executable, "-m", "purejaxpg"] + SWEEP + ["--cpu-devices", "2", "--coordinator", f"localhost:{port}",
                                                          "--num-processes", "2"]
     outs = [tmp_path / "p0", tmp_path / "p1"]
-    multi = _run_all([cli + ["--process-id", str(i), "--out", str(outs[i])] for i in range(2)])
+    # the reference, started alongside: one process with the same four devices, no coordinator
+    reference = [sys.executable, "-m", "purejaxpg"] + SWEEP + ["--cpu-devices", "4", "--out", str(tmp_path / "one")]
+    *multi, one = _run_all([cli + ["--process-id", str(i), "--out", str(outs[i])] for i in range(2)] + [reference])
     for i, proc in enumerate(multi):
         assert proc.returncode == 0, f"process {i}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
         assert "runs split over 4 CPU devices" in proc.stdout, proc.stdout  # all devices of both processes
     assert (outs[0] / "results.csv").exists()
     assert not outs[1].exists(), "only process 0 writes the output folder"
-    # the reference: one process with the same four devices, no coordinator
-    one = _run_all([[sys.executable, "-m", "purejaxpg"] + SWEEP + ["--cpu-devices", "4", "--out", str(tmp_path / "one")]])[0]
     assert one.returncode == 0, one.stderr[-4000:]
     assert "runs split over 4 CPU devices" in one.stdout
     got, want = pd.read_csv(outs[0] / "results.csv"), pd.read_csv(tmp_path / "one" / "results.csv")
@@ -134,8 +134,8 @@ def test_run_chunked_over_two_processes_matches_one_process():
     """``run_chunked`` itself, both shard modes, the runner handed to callbacks and returned (host
     copies holding every run), and a run resumed from that runner, against one 4-device process."""
     port = _free_port()
-    multi = _run_all([[sys.executable, "-c", WORKER, "2", f"localhost:{port}", str(i)] for i in range(2)])
-    one = _run_all([[sys.executable, "-c", WORKER, "4"]])[0]
+    *multi, one = _run_all([[sys.executable, "-c", WORKER, "2", f"localhost:{port}", str(i)] for i in range(2)]
+                           + [[sys.executable, "-c", WORKER, "4"]])
     for proc in multi + [one]:
         assert proc.returncode == 0, proc.stderr[-4000:]
     results = [json.loads(line[len("RESULT "):]) for proc in multi + [one]
