@@ -189,3 +189,37 @@ def test_cli_rejects_bad_process_flags_before_starting(capsys):
                  "--process-id", "5"])
     assert code == 2
     assert "ids are 0 to 1" in capsys.readouterr().err
+
+
+TRAIN = ["train", "--algo", "ppo", "--seeds", "4", "--num-envs", "4", "--num-steps", "32", "--total-timesteps", "512",
+         "--hidden", "16", "--num-epochs", "1", "--chunk-iterations", "1", "--no-presets"]
+
+
+@pytest.mark.slow
+def test_two_processes_checkpoint_stop_and_resume_like_one_uninterrupted_process(tmp_path):
+    """``train`` over two processes, checkpointed (by process 0 only), stopped after 2 of 4
+    chunks and resumed over two processes, against one 4-device process that runs straight
+    through: the same metrics.csv."""
+    cli = [sys.executable, "-m", "purejaxpg"]
+    outs = [tmp_path / "p0", tmp_path / "p1"]
+
+    def pair(args_of):
+        port = _free_port()
+        flags = ["--cpu-devices", "2", "--coordinator", f"localhost:{port}", "--num-processes", "2"]
+        return [cli + args_of(i) + flags + ["--process-id", str(i)] for i in range(2)]
+
+    first = _run_all(pair(lambda i: TRAIN + ["--out", str(outs[i]), "--checkpoint-every", "1",
+                                              "--stop-after-chunks", "2"])
+                     + [cli + TRAIN + ["--cpu-devices", "4", "--out", str(tmp_path / "one")]])
+    for proc in first:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    assert sorted(p.name for p in (outs[0] / "checkpoints").iterdir()) == ["ckpt-000000001.msgpack",
+                                                                         "ckpt-000000002.msgpack"]
+    assert not outs[1].exists(), "only process 0 writes checkpoints and outputs"
+    # both processes resume from process 0's folder (a shared filesystem on several hosts)
+    second = _run_all(pair(lambda i: ["train", "--resume", str(outs[0])]))
+    for proc in second:
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    got, want = pd.read_csv(outs[0] / "metrics.csv"), pd.read_csv(tmp_path / "one" / "metrics.csv")
+    assert len(got) == 4 * 4 and want["episodes"].sum() > 0
+    pd.testing.assert_frame_equal(got, want, check_exact=True)

@@ -157,13 +157,27 @@ def _write_config(out: str, description: dict) -> None:
 def _run_checkpointed(trainer, keys, hparams, out: str, description: dict, chunk: int, every: int, keep: int,
                       callback, stop_after_chunks: int | None, resume=None, shard: str = "auto") -> int:
     """Run (or, given the restored checkpoint ``resume``, continue) a run checkpointed to
-    OUT/checkpoints; when it stops early say how to continue it, else finish it (`_finish_train`)."""
+    OUT/checkpoints; when it stops early say how to continue it, else finish it (`_finish_train`).
+
+    In a run of several processes every process runs the same chunks and checkpoint steps (they
+    meet at the same collectives), but only process 0 writes OUT/checkpoints; the others write
+    to a scratch folder deleted at the end."""
+    import shutil
+    import tempfile
+
     from purejaxpg import checkpoint
 
-    done = checkpoint.run(trainer, keys, hparams, os.path.join(out, "checkpoints"), description,
-                          chunk_iterations=chunk, every=every, keep=keep, callback=callback,
-                          stop_after_chunks=stop_after_chunks, resume=resume, shard=shard)
+    scratch = None if is_writer() else tempfile.mkdtemp(prefix="purejaxpg-checkpoints-")
+    try:
+        done = checkpoint.run(trainer, keys, hparams, scratch or os.path.join(out, "checkpoints"), description,
+                              chunk_iterations=chunk, every=every, keep=keep, callback=callback,
+                              stop_after_chunks=stop_after_chunks, resume=resume, shard=shard)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     if not done.finished:
+        if not is_writer():
+            return 0
         iteration = int(np.asarray(done.runner.iteration).reshape(-1)[0])
         print(f"stopped after {stop_after_chunks} chunk(s) at iteration {iteration}/{trainer.num_iterations}; "
               f"checkpoint {done.checkpoint}; continue with: python -m purejaxpg train --resume {out}", flush=True)
