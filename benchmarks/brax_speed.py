@@ -12,8 +12,8 @@
   computes a fresh reset every step and selects it where an episode ended, as in training).
 
 ``train``: PPO and SAC on brax/inverted_pendulum at their presets (`purejaxpg.presets`), one seed,
-``--iterations`` iterations of the preset's batch: compile time and env steps/s of the whole
-training loop (rollout + update), beside the raw env's at the same number of envs.
+``--iterations`` iterations of the preset's batch (default `TRAIN_ITERATIONS`): compile time and
+env steps/s of the whole training loop (rollout + update), beside the raw env's at the same number of envs.
 
 Every timed call runs after a warm-up call; steps/s is from the best of ``--repeats`` calls and
 excludes compilation, which is reported separately. Writes ``benchmarks/results/brax_speed.json``
@@ -28,6 +28,10 @@ import os
 import time
 
 import _common
+
+#: iterations timed per algorithm: about 1e5 PPO steps (50 x 2048), SAC 5000 one-step iterations
+#: (past its 1000 warm-up steps, so most of them take a gradient step)
+TRAIN_ITERATIONS = {"ppo": 50, "sac": 5000}
 
 
 def _time_compiled(fn, args, repeats: int) -> tuple[float, float]:
@@ -134,11 +138,12 @@ def training(args) -> list[dict]:
     for algo in args.algos:
         preset = presets.preset(algo, env_id)
         num_envs, num_steps = preset.get("num_envs", 4), preset.get("num_steps", 128)
-        overrides = {"total_timesteps": args.iterations * num_envs * num_steps}
+        iterations = args.iterations or TRAIN_ITERATIONS.get(algo, 50)
+        overrides = {"total_timesteps": iterations * num_envs * num_steps}
         row = _common.time_purejaxpg(algo, env_id, overrides, 1, repeats=args.repeats)
         raw = env_rate("raw", "inverted_pendulum", "generalized", num_envs, max(1000, 100_000 // num_envs), args.repeats)
         row = {k: v for k, v in row.items() if not k.startswith("final_return")}
-        row.update(iterations=args.iterations, preset=preset, raw_env_steps_per_second=raw["steps_per_second"],
+        row.update(iterations=iterations, preset=preset, raw_env_steps_per_second=raw["steps_per_second"],
                    raw_env_num_envs=num_envs)
         rows.append(row)
         print(f"{algo:>5} on {env_id}: {row['steps_per_second']:>10,.0f} steps/s (raw env at {num_envs} envs: "
@@ -154,7 +159,8 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=64)
     parser.add_argument("--num-steps", type=int, default=500)
     parser.add_argument("--algos", nargs="+", default=["ppo", "sac"])
-    parser.add_argument("--iterations", type=int, default=20, help="train: iterations of the preset's batch timed")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="train: iterations of the preset's batch timed (default: PPO 50, SAC 5000)")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
