@@ -17,10 +17,17 @@ devices); ``HOST0`` is the first host's address, 12355 any free port on it::
         --cpu-devices 4 --coordinator HOST0:12355 --num-processes 2 --process-id 0 --out runs/s
     # on the second host: the same command with --process-id 1
 
+``train`` takes the same flags; with ``--checkpoint-every`` only process 0 writes the checkpoints,
+and ``train --resume DIR`` (given to every process, with the same flags) needs DIR readable by
+every process (a shared filesystem across hosts). ``--cpu-devices auto`` counts each process's
+share of the runs. The total device count must divide the runs for them to be split; otherwise
+every process computes all runs by itself (correct, but no faster).
+
 The flags may be left out when the environment says the same: ``JAX_COORDINATOR_ADDRESS=HOST0:12355
 JAX_NUM_PROCESSES=2 JAX_PROCESS_ID=0`` (``JAX_COORDINATOR_ADDRESS`` and ``JAX_LOCAL_DEVICE_IDS`` are
-also read by JAX itself; on SLURM and Open MPI JAX detects all of it, :func:`initialize` with no
-argument). In Python::
+also read by JAX itself). Under SLURM or Open MPI, where JAX detects all three by itself, call
+``jax.distributed.initialize()`` directly instead: :func:`initialize` with nothing given does
+nothing (one process). In Python::
 
     from purejaxpg import devices, distributed
     devices.use_cpu_cores(4)                      # before JAX starts: 4 CPU devices per process

@@ -82,7 +82,7 @@ def test_two_processes_run_one_sweep_with_the_numbers_of_one_process(tmp_path):
     *multi, one = _run_all([cli + ["--process-id", str(i), "--out", str(outs[i])] for i in range(2)] + [reference])
     for i, proc in enumerate(multi):
         assert proc.returncode == 0, f"process {i}:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
-        assert "runs split over 4 CPU devices" in proc.stdout, proc.stdout  # all devices of both processes
+        assert "runs split over 4 CPU devices of 2 processes" in proc.stdout, proc.stdout
     assert (outs[0] / "results.csv").exists()
     assert not outs[1].exists(), "only process 0 writes the output folder"
     assert one.returncode == 0, one.stderr[-4000:]

@@ -102,7 +102,8 @@ def add_distributed_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--num-processes", type=int, default=None, metavar="N",
                        help="how many processes take part (default: $JAX_NUM_PROCESSES)")
     group.add_argument("--process-id", type=int, default=None, metavar="I",
-                       help="this process's index, 0 to N-1; process 0 hosts the coordinator (default: $JAX_PROCESS_ID)")
+                       help="this process's index, 0 to N-1; process 0 hosts the coordinator "
+                            "(default: $JAX_PROCESS_ID)")
 
 
 def distributed_settings(argv: list[str]) -> dict | None:
@@ -218,8 +219,9 @@ def devices_note(num_runs: int) -> tuple[str, str]:
 
     shard = devices.runs_shard(num_runs)
     count = len(jax.devices())
+    processes = f" of {jax.process_count()} processes" if jax.process_count() > 1 else ""
     if shard == "runs":
-        return shard, f"; runs split over {count} {jax.default_backend().upper()} devices"
+        return shard, f"; runs split over {count} {jax.default_backend().upper()} devices{processes}"
     if count > 1:
         return shard, f"; one device ({num_runs} run(s) do not split evenly over {count} devices)"
     return shard, ""
