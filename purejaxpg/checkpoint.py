@@ -175,7 +175,8 @@ def save(directory: str, runner: Any, *, metrics: dict[str, np.ndarray], setting
       keep: how many of the newest checkpoints to keep (at least 1); older ones and leftover
         temporary files of killed writers are deleted after the new file is in place.
     Returns:
-      the path written.
+      the path written (in a run of several processes, `purejaxpg.distributed`, only process 0
+      writes; the others return the path it writes).
     """
     if keep < 1:
         raise ConfigError(f"keep={keep} must be at least 1.")
@@ -196,6 +197,8 @@ def save(directory: str, runner: Any, *, metrics: dict[str, np.ndarray], setting
         "metrics": {name: np.asarray(values) for name, values in metrics.items()},
     }
     path = checkpoint_path(directory, iteration)
+    if jax.process_index() != 0:  # one writer per folder: process 0 of a multi-process run
+        return path
     atomic_write(path, _pack(payload))
     for _, old in list_checkpoints(directory)[keep:]:
         os.unlink(old)
