@@ -22,9 +22,10 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
-def test_train_writes_config_metrics_summary_and_plot(uninterrupted):
+def test_train_writes_config_metrics_summary_plot_and_final_state(uninterrupted):
     out = uninterrupted
-    assert sorted(os.listdir(out)) == ["config.json", "learning_curve.png", "metrics.csv", "summary.json"]
+    assert sorted(os.listdir(out)) == ["checkpoints", "config.json", "learning_curve.png", "metrics.csv", "summary.json"]
+    assert os.listdir(out / "checkpoints") == ["ckpt-000000006.msgpack"]  # the final state, for eval/render/resume
     metrics = pd.read_csv(out / "metrics.csv")
     assert list(metrics.columns[:2]) == ["iteration", "seed"] or list(metrics.columns[:2]) == ["seed", "iteration"]
     assert {"seed", "iteration", "env_steps", "episode_return", "episodes", "policy_loss"} <= set(metrics.columns)
@@ -37,6 +38,50 @@ def test_train_writes_config_metrics_summary_and_plot(uninterrupted):
     assert config["algo"] == "ppo" and config["train"]["num_envs"] == 4 and config["algo_settings"]["hidden"] == [16, 16]
     assert config["seeds"] == 2 and config["seed"] == 5 and "checkpoint_every" not in config
     assert os.path.getsize(out / "learning_curve.png") > 1000
+
+
+def test_config_file_flags_override_and_print_config_reads_back(tmp_path, capsys):
+    """A YAML file with the flags' names (either spelling, config.json's sections too); flags win;
+    --print-config's output is itself a config file that gives the same settings."""
+    path = tmp_path / "run.yaml"
+    path.write_text("algo: ppo\nenv: Acrobot-v1\nseeds: 3\nnum-envs: 8\nhparams:\n  lr: 1.0e-3\n"
+                    "hidden: [32, 32]\nanneal_lr: false\ntotal_timesteps: 1e5\n")
+    assert main(["train", "--config", str(path), "--lr", "5e-4", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    import yaml
+
+    settings = yaml.safe_load(printed)
+    assert settings["algo"] == "ppo" and settings["env"] == "Acrobot-v1" and settings["seeds"] == 3
+    assert settings["num_envs"] == 8 and settings["hidden"] == [32, 32] and settings["anneal_lr"] is False
+    assert settings["total_timesteps"] == 100_000 and settings["lr"] == pytest.approx(5e-4)  # the flag won
+    assert settings["gamma"] == pytest.approx(0.99) and "clip_eps" in settings  # every setting is shown
+    again = tmp_path / "printed.yaml"
+    again.write_text(printed)
+    assert main(["train", "--config", str(again), "--print-config"]) == 0
+    assert capsys.readouterr().out == printed
+    assert sorted(os.listdir(tmp_path)) == ["printed.yaml", "run.yaml"]
+
+
+@pytest.mark.parametrize("text, named", [("lrr: 1e-3\n", "'lrr' is not a setting"),
+                                         ("num_envs: many\n", "num_envs='many'"),
+                                         ("- lr\n", "mapping")])
+def test_bad_config_files_exit_2_naming_the_problem(text, named, tmp_path, capsys):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    assert main(["train", "--config", str(path)]) == 2
+    assert named in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_quiet_run_logs_to_tensorboard(uninterrupted, tmp_path, capsys):
+    out = tmp_path / "q"
+    assert main(["train", "--algo", "ppo", "--seeds", "2", "--seed", "5", "--out", str(out), *TINY,
+                 "--quiet", "--log", "tensorboard", "--no-checkpoint"]) == 0
+    printed = capsys.readouterr().out
+    assert "iter " not in printed and "final return" in printed
+    assert sorted(os.listdir(out / "tensorboard")) == ["run_0", "run_1"] and "checkpoints" not in os.listdir(out)
+    assert (out / "metrics.csv").read_bytes() == (uninterrupted / "metrics.csv").read_bytes()
+    assert main(["train", "--algo", "ppo", *TINY, "--log", "tensorboard"]) == 2  # --log needs --out
 
 
 def test_stopped_then_resumed_run_writes_the_same_metrics_csv(uninterrupted, tmp_path, capsys):
@@ -138,3 +183,34 @@ def test_help_exits_0(capsys):
     assert "--checkpoint-every" in capsys.readouterr().out
     assert main(["sweep", "--help"]) == 0
     assert "--grid" in capsys.readouterr().out
+
+
+def test_progress_is_a_bar_with_eta_on_a_terminal_and_lines_elsewhere():
+    import io
+
+    from purejaxpg.cli.common import print_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    chunk = {"env_steps": np.array([[100, 200]]), "episode_return": np.array([[1.0, 3.0]]),
+             "episodes": np.array([[1, 1]])}
+    for stream, tty in ((Terminal(), True), (io.StringIO(), False)):
+        callback = print_progress(6, 100, 1, stream=stream)
+        callback(chunk, None, 2.0)  # 2 of 6 iterations in 2 s: 4 left, 4 s
+        callback(chunk, None, 2.0)
+        text = stream.getvalue()
+        assert "ETA 4s" in text and "ETA 2s" in text
+        assert text.startswith("\r[########") == tty and ("iter      2/6" in text) != tty
+
+
+def test_list_presets_prints_the_presets_as_yaml(capsys):
+    import yaml
+
+    from purejaxpg import presets
+
+    assert main(["list", "--presets", "maddpg"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed == {"maddpg": presets.PRESETS["maddpg"]}
+    assert main(["list", "--presets", "nope"]) == 2

@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
               "  sweep  grid or random search of hyperparameters x seeds in one call (python -m purejaxpg sweep --help)\n"
               "  eval   evaluate a trained run's policy (python -m purejaxpg eval RUN_DIR --episodes 100)\n"
               "  render draw one episode of a trained run's policy (python -m purejaxpg render RUN_DIR --out policy.gif)\n"
-              "  list   list algorithms and environments")
+              "  list   list algorithms and environments (list --presets [ALGO]: the presets as YAML)")
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     if argv[0] in ("train", "sweep") and (message := use_cpu_devices(argv[0], argv[1:], from_command_line)) is not None:
         return error(message)

@@ -227,27 +227,138 @@ def devices_note(num_runs: int) -> tuple[str, str]:
     return shard, ""
 
 
-def print_progress(total_iterations: int, batch_size: int, num_runs: int, done: int = 0):
-    """The progress callback of a chunked run: after each chunk it prints the iteration reached (of
-    ``total_iterations``, counting from ``done`` for a resumed run), the env steps, the mean episode
-    return over the ``num_runs`` runs and the steps per second."""
-    state = {"iteration": done}
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def print_progress(total_iterations: int, batch_size: int, num_runs: int, done: int = 0, quiet: bool = False,
+                   loggers: list | None = None, stream: Any = None):
+    """The progress callback of a chunked run.
+
+    After each chunk: hands the chunk's metrics to the ``loggers`` (`purejaxpg.loggers`), and,
+    unless ``quiet``, shows the iteration reached (of ``total_iterations``, counting from ``done``
+    for a resumed run), the env steps, the mean episode return over the ``num_runs`` runs, the
+    steps per second and the time left (ETA, from the chunks' run time so far). On a terminal it is
+    one progress bar redrawn in place; otherwise (a log file, a pipe) one line per chunk.
+    """
+    stream = sys.stdout if stream is None else stream
+    state = {"iteration": done, "seconds": 0.0, "iterations": 0}
+    bar = bool(getattr(stream, "isatty", lambda: False)())
 
     def callback(metrics: dict, runner: Any, elapsed: float) -> None:
-        """Print one progress line for the chunk whose ``metrics`` just arrived."""
+        """Log and show the chunk whose ``metrics`` just arrived."""
         from purejaxpg import results
 
         n = metrics["env_steps"].shape[1]
+        for logger in loggers or ():
+            logger.log(metrics, state["iteration"])
         state["iteration"] += n
+        state["seconds"] += elapsed
+        state["iterations"] += n
+        if quiet:
+            return
         recent = results.final_returns(metrics, fraction=1.0)
         shown = f"{np.nanmean(recent):9.2f}" if np.isfinite(recent).any() else "      n/a"
         sps = num_runs * n * batch_size / max(elapsed, 1e-9)
         steps = int(metrics["env_steps"][0, -1])
-        print(f"iter {state['iteration']:6d}/{total_iterations} | env steps {steps:>10,d} | "
-              f"episode return {shown} (mean of {num_runs} run{'s' if num_runs > 1 else ''}) | "
-              f"{sps:,.0f} steps/s", flush=True)
+        left = total_iterations - state["iteration"]
+        eta = _duration(state["seconds"] / max(state["iterations"], 1) * left)
+        stats = (f"env steps {steps:>10,d} | episode return {shown} (mean of {num_runs} run{'s' if num_runs > 1 else ''})"
+                 f" | {sps:,.0f} steps/s | ETA {eta}")
+        if bar:
+            width = 24
+            filled = int(width * state["iteration"] / max(total_iterations, 1))
+            end = "\n" if left <= 0 else ""
+            stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {state['iteration']}/{total_iterations} | {stats}{end}")
+        else:
+            stream.write(f"iter {state['iteration']:6d}/{total_iterations} | {stats}\n")
+        stream.flush()
 
     return callback
+
+
+def flag_dests(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
+    """``{dest: action}`` of a parser's flags, with each flag's own spelling (``num_envs`` and ``num-envs``)."""
+    out = {}
+    for action in parser._actions:  # noqa: SLF001 - argparse has no public list of actions
+        if action.dest in ("help", argparse.SUPPRESS):
+            continue
+        out[action.dest] = action
+        for option in action.option_strings:
+            if option.startswith("--"):
+                out[option[2:]] = action
+                out[option[2:].replace("-", "_")] = action
+    return out
+
+
+def config_file_value(action: argparse.Action, key: str, value: Any, path: str) -> Any:
+    """A value from a config file, as the flag would parse it (lists become tuples for ``--hidden``)."""
+    if isinstance(value, list):
+        value = tuple(value)
+    if isinstance(action, argparse.BooleanOptionalAction) or action.const is not None and action.nargs == 0:
+        if not isinstance(value, bool):
+            raise ValueError(f"{path}: {key} must be true or false, not {value!r}")
+        return value
+    if action.type is not None and not isinstance(value, tuple):
+        try:
+            if action.type is int:  # YAML reads 1e5 as text and 1.0e5 as a float
+                number = float(value)
+                if number != int(number):
+                    raise ValueError("not a whole number")
+                return int(number)
+            return action.type(str(value))
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{path}: {key}={value!r} is not a valid value ({err})") from None
+    return value
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The mapping of a YAML config file (``--config``); sections ``train``, ``algo_settings`` and
+    ``hparams`` (the layout of config.json) are flattened into it."""
+    import yaml
+
+    try:
+        with open(path) as fh:
+            data = yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ValueError(f"--config {path}: no such file") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"--config {path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: the file must hold a mapping of setting names to values")
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in ("train", "algo_settings", "hparams") and isinstance(value, dict):
+            flat.update(value)
+        else:
+            flat["env" if key == "env_id" else key] = value
+    return flat
+
+
+def apply_config_file(parser: argparse.ArgumentParser, config: dict[str, Any], path: str,
+                      ignore: tuple[str, ...] = ()) -> None:
+    """Make a config file's values the parser's defaults, so that flags given override them.
+
+    Raises:
+      ValueError: a key that is not a flag of the command (with the closest ones), or a bad value.
+    """
+    import difflib
+
+    dests = flag_dests(parser)
+    defaults = {}
+    for key, value in config.items():
+        if key in ignore:
+            continue
+        action = dests.get(key)
+        if action is None:
+            close = difflib.get_close_matches(key, list(dests), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise ValueError(f"--config {path}: {key!r} is not a setting of this command{hint}")
+        defaults[action.dest] = config_file_value(action, key, value, path)
+    parser.set_defaults(**defaults)
 
 
 def versions() -> dict[str, str]:

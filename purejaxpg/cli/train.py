@@ -11,8 +11,10 @@ import os
 import numpy as np
 
 from purejaxpg.cli.common import (add_cpu_devices_flag, add_distributed_flags, add_setting_flags, algo_from_argv,
-                                  devices_note, error, is_writer, positive, print_progress, setting_overrides,
-                                  versions)
+                                  apply_config_file, devices_note, error, is_writer, positive, print_progress,
+                                  read_config_file, setting_overrides, versions)
+
+LOG_KINDS = ("tensorboard", "wandb")
 
 
 def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
@@ -22,10 +24,23 @@ def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m purejaxpg train",
                                      description="Train seeds of one algorithm in one compiled call.")
     parser.add_argument("--algo", default="ppo", help=f"one of {', '.join(sorted(algorithms.ALGORITHMS))}")
-    parser.add_argument("--env", default="CartPole-v1", help="gymnax environment id")
+    parser.add_argument("--env", default="CartPole-v1",
+                        help="environment id: gymnax's (CartPole-v1), brax/<name> or jaxmarl/<name> (python -m purejaxpg list)")
     parser.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped in one call")
     parser.add_argument("--seed", type=int, default=0, help="base seed; run i uses fold_in(PRNGKey(seed), i)")
-    parser.add_argument("--out", default=None, help="output folder (config.json, metrics.csv, summary.json, learning_curve.png)")
+    parser.add_argument("--out", default=None, help="output folder (config.json, metrics.csv, summary.json, learning_curve.png, "
+                                                    "checkpoints/ with the final state for eval, render and --resume)")
+    parser.add_argument("--config", default=None, metavar="FILE.yaml",
+                        help="settings from a YAML file with the flags' names as keys (lr: 1e-3, num_envs: 16, algo: sac, "
+                             "env: Pendulum-v1, seeds: 8, ...); flags given override it")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the full effective settings (presets, file and flags applied) as YAML and exit")
+    parser.add_argument("--log", action="append", default=None, choices=LOG_KINDS,
+                        help="also log to TensorBoard (OUT/tensorboard) or Weights & Biases (offline, OUT/wandb); "
+                             "repeat for both; needs --out")
+    parser.add_argument("--quiet", action="store_true", help="no progress output, only the final summary")
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="do not save the final state to OUT/checkpoints (eval, render and --resume need it)")
     parser.add_argument("--chunk-iterations", type=int, default=None, help="iterations per compiled chunk; progress is printed between chunks (default: about 20 chunks)")
     parser.add_argument("--no-presets", action="store_true", help="ignore the per-environment presets")
     parser.add_argument("--checkpoint-every", type=int, default=None, metavar="K",
@@ -62,12 +77,23 @@ def cmd_train(argv: list[str]) -> int:
     pre.add_argument("--resume", default=None)
     if pre.parse_known_args(argv)[0].resume is not None:
         return cmd_resume(argv)
-    algo_name = algo_from_argv(argv)
+    pre.add_argument("--config", default=None)
+    config_path = pre.parse_known_args(argv)[0].config
+    try:
+        file_settings = read_config_file(config_path) if config_path else {}
+    except ValueError as err:
+        return error(err)
+    algo_name = algo_from_argv(argv) if "--algo" in " ".join(argv) else file_settings.get("algo", "ppo")
     try:
         algo_cls = algorithms.get(algo_name)
     except ConfigError as err:
         return error(err)
     parser = _train_parser(algo_cls)
+    if file_settings:
+        try:
+            apply_config_file(parser, file_settings, config_path, ignore=("algo", "config"))
+        except ValueError as err:
+            return error(err)
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds {args.seeds}: give at least one seed")
@@ -77,6 +103,8 @@ def cmd_train(argv: list[str]) -> int:
         return error("--checkpoint-every needs --out DIR (the checkpoints go to DIR/checkpoints)")
     if args.stop_after_chunks is not None and args.checkpoint_every is None:
         return error("--stop-after-chunks needs --checkpoint-every (a stopped run continues from its checkpoint)")
+    if args.log and not args.out:
+        return error("--log needs --out DIR (the logs go under DIR)")
     try:
         algo, config, hparams = experiment.build(algo_name, args.env, setting_overrides(args, algo_cls),
                                                  use_presets=not args.no_presets)
@@ -84,22 +112,64 @@ def cmd_train(argv: list[str]) -> int:
     except ConfigError as err:
         return error(err)
     chunk = args.chunk_iterations or max(1, -(-config.num_iterations // 20))
+    if args.print_config:
+        print(effective_config_yaml(algo, config, hparams, args, chunk), end="")
+        return 0
     description = experiment.describe(algo, config, hparams)
     description.update(seeds=args.seeds, seed=args.seed, chunk_iterations=chunk, versions=versions())
     if args.checkpoint_every is not None:
         description.update(checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints)
     shard, placement = devices_note(args.seeds)
-    print(f"purejaxpg: {algo.name} on {config.env_id}, {args.seeds} seed(s) x {config.num_iterations} iterations "
-          f"x {config.batch_size} steps ({config.num_envs} envs x {config.num_steps} steps){placement}", flush=True)
-    callback = print_progress(config.num_iterations, config.batch_size, args.seeds)
+    if not args.quiet:
+        print(f"purejaxpg: {algo.name} on {config.env_id}, {args.seeds} seed(s) x {config.num_iterations} iterations "
+              f"x {config.batch_size} steps ({config.num_envs} envs x {config.num_steps} steps){placement}", flush=True)
+    try:
+        loggers = _loggers(args.log, args.out, description, args.seeds)
+    except ConfigError as err:
+        return error(err)
+    callback = print_progress(config.num_iterations, config.batch_size, args.seeds, quiet=args.quiet, loggers=loggers)
     keys = train.seed_keys(args.seed, args.seeds)
-    if args.checkpoint_every is None:
-        result = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk, callback=callback, shard=shard)
-        return _finish_train(args.out, description, result.metrics, result.steps_per_second,
-                             result.compile_seconds, result.run_seconds)
-    _write_config(args.out, description)
-    return _run_checkpointed(trainer, keys, hparams, args.out, description, chunk, args.checkpoint_every,
-                             args.keep_checkpoints, callback, args.stop_after_chunks, shard=shard)
+    try:
+        if not args.out or args.no_checkpoint:
+            result = train.run_chunked(trainer, keys, hparams, chunk_iterations=chunk, callback=callback, shard=shard)
+            return _finish_train(args.out, description, result.metrics, result.steps_per_second,
+                                 result.compile_seconds, result.run_seconds)
+        # with --out the final state is saved (for eval, render, load and --resume); the numbers are
+        # those of one uncheckpointed call, since a chunked run is bit-identical to one call
+        _write_config(args.out, description)
+        every = args.checkpoint_every or 10**9  # 10**9 chunks: only the final state
+        return _run_checkpointed(trainer, keys, hparams, args.out, description, chunk, every,
+                                 args.keep_checkpoints, callback, args.stop_after_chunks, shard=shard)
+    finally:
+        for logger in loggers:
+            logger.close()
+
+
+def _loggers(kinds: list[str] | None, out: str | None, description: dict, num_runs: int) -> list:
+    """The `purejaxpg.loggers` of ``--log`` (only process 0 of a multi-process run logs)."""
+    if not kinds or not is_writer():
+        return []
+    from purejaxpg import loggers
+
+    return loggers.make(kinds, out, description, num_runs)
+
+
+def effective_config_yaml(algo, config, hparams, args: argparse.Namespace, chunk: int) -> str:
+    """The run's every setting as flat YAML, usable as ``--config`` (``--print-config``)."""
+    import yaml
+
+    from purejaxpg import experiment
+
+    described = experiment.describe(algo, config, hparams)
+    flat = {"algo": algo.name, "env": config.env_id, "seeds": args.seeds, "seed": args.seed,
+            "chunk_iterations": chunk}
+    for section in ("train", "algo_settings", "hparams"):
+        for key, value in described[section].items():
+            if key != "env_id":
+                flat[key] = list(value) if isinstance(value, tuple) else value
+    header = "# every setting of this run (presets, --config file and flags applied); " \
+             "python -m purejaxpg train --config FILE.yaml reads it back\n"
+    return header + yaml.safe_dump(flat, sort_keys=False)
 
 
 def cmd_resume(argv: list[str]) -> int:
@@ -214,5 +284,6 @@ def _finish_train(out: str | None, description: dict, metrics: dict, steps_per_s
             json.dump(summary, fh, indent=2)
         plotting.learning_curves({algo_name: metrics}, os.path.join(out, "learning_curve.png"),
                                  title=f"{algo_name} on {env_id}")
-        print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png")
+        saved = ", checkpoints/ (final state)" if os.path.isdir(os.path.join(out, "checkpoints")) else ""
+        print(f"wrote {out}/config.json, metrics.csv, summary.json, learning_curve.png{saved}")
     return 0
