@@ -40,8 +40,8 @@ REFERENCES = {
 }
 
 #: file-name prefixes of the result files this script knows, in the order their sections appear
-KINDS = ["learning", "throughput_algos", "throughput_envs", "throughput_seeds", "ppo_cartpole", "profile_ppo",
-         "offpolicy_peers"]
+KINDS = ["learning", "suite", "throughput_algos", "throughput_envs", "throughput_seeds", "brax_speed", "ppo_cartpole",
+         "profile_ppo", "offpolicy_peers"]
 
 PPO_COLUMNS = [("library", "name", ""), ("seeds", "num_seeds", "d"), ("devices", "devices_used", "d"),
                ("env steps/s, best round", "steps_per_second", ",.0f"),
@@ -177,7 +177,7 @@ def curve_rows(results: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, 
 
 
 def figure_file(env_id: str) -> str:
-    return f"learning_{env_id}.png"
+    return f"learning_{env_id.replace('/', '_')}.png"
 
 
 def curves_section(results: dict[str, dict[str, Any]]) -> list[str]:
@@ -287,6 +287,48 @@ def profile_section(name: str, data: dict[str, Any]) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ output
 
+BRAX_BACKEND_COLUMNS = [("env", "env", ""), ("physics", "backend", ""), ("raw env steps/s", "raw", ",.0f"),
+                        ("through the adapter", "adapter", ",.0f"), ("compile s (raw)", "raw_compile", ".1f"),
+                        ("compile s (adapter)", "adapter_compile", ".1f")]
+BRAX_TRAIN_COLUMNS = [("algo", "algo", ""), ("env", "env_id", ""), ("envs", "num_envs", "d"),
+                      ("training loop env steps/s", "steps_per_second", ",.0f"),
+                      ("raw env steps/s, same envs", "raw_env_steps_per_second", ",.0f"), ("compile s", "compile_s", ".1f")]
+SUITE_COLUMNS = [("part", "part", ""), ("algo", "algo", ""), ("env", "env_id", ""), ("seeds", "num_seeds", "d"),
+                 ("envs", "num_envs", "d"), ("env steps/s, all seeds", "steps_per_second", ",.0f"),
+                 ("compile s", "compile_s", ".1f"), ("final return mean", "final", ".1f")]
+
+
+def brax_section(name: str, data: dict[str, Any]) -> list[str]:
+    """brax's physics pipelines (raw env and through the adapter) and PPO / SAC's training loops."""
+    by_key: dict[tuple, dict] = {}
+    for r in data["backends"]["rows"]:
+        row = by_key.setdefault((r["env"], r["backend"]), {"env": r["env"], "backend": r["backend"]})
+        row[r["kind"]] = r["steps_per_second"]
+        row[f"{r['kind']}_compile"] = r["compile_s"]
+    sizes = _join(f"{r['num_envs']} envs x {r['num_steps']} steps" for r in data["backends"]["rows"])
+    out = [f"### brax physics pipelines and training loops (`{name}.json`)", "",
+           f"A `lax.scan` of random actions in vmapped envs ({sizes}), best of the repeats, compilation apart; "
+           "'through the adapter' is the same through `purejaxpg.backends.brax_env` (time limit, auto-reset). "
+           "`generalized` is the adapter's default (`purejaxpg.backends.brax_env`: `spring` and `positional` step "
+           "this pendulum at a different control interval).", "",
+           markdown(list(by_key.values()), BRAX_BACKEND_COLUMNS), "",
+           f"Command: `{command(data['backends']['command'])}`.", "",
+           "PPO and SAC at their `brax/inverted_pendulum` presets (one seed), beside the raw env's rate at the "
+           "same number of envs:", "",
+           markdown(data["train"]["rows"], BRAX_TRAIN_COLUMNS), "",
+           f"Command: `{command(data['train']['command'])}`.", "", provenance(name, data), ""]
+    return out
+
+
+def suite_section(name: str, data: dict[str, Any]) -> list[str]:
+    """``benchmarks/suite.py``: PPO CartPole seeds, PPO / SAC on brax, every algorithm's steps/s."""
+    rows = [{**r, "final": r.get("final_return_mean") if r.get("part") != "speed" else None} for r in data["rows"]]
+    return [f"### Suite at scale `{data['scale']}` (`{name}.json`)", "",
+            f"{data['description']}; {data['wall_seconds']:.0f} s in all. Steps/s exclude compilation; the "
+            "throughput rows ('speed') run a fixed number of iterations and are not tuned learners.", "",
+            markdown(rows, SUITE_COLUMNS), "", f"Command: `{data['command']}`.", "", provenance(name, data), ""]
+
+
 def render_markdown(results_dir: str = RESULTS) -> str:
     """The text of docs/results.md for the JSON files in ``results_dir`` (writes nothing)."""
     results = load_results(results_dir)
@@ -300,12 +342,20 @@ def render_markdown(results_dir: str = RESULTS) -> str:
     for name, data in by_kind["learning"]:
         out += learning_section(name, data)
     out += curves_section(results)
+    if by_kind["suite"]:
+        out += ["## Suite", ""]
+        for name, data in by_kind["suite"]:
+            out += suite_section(name, data)
     out += ["## Throughput per algorithm", ""]
     for name, data in by_kind["throughput_algos"]:
         out += throughput_algos_section(name, data)
     out += ["## Scaling", ""]
     for name, data in by_kind["throughput_envs"] + by_kind["throughput_seeds"]:
         out += scaling_section(name, data)
+    if by_kind["brax_speed"]:
+        out += ["## brax", ""]
+        for name, data in by_kind["brax_speed"]:
+            out += brax_section(name, data)
     out += ["## PPO vs rejax", ""]
     for name, data in by_kind["ppo_cartpole"]:
         out += ppo_vs_rejax_section(name, data)
