@@ -23,8 +23,10 @@ OUT = ROOT / "docs" / "api.md"
 SECTIONS = [
     ("Pure functions", ["distributions", "returns", "objectives", "targets", "natural", "svgd", "exploration",
                         "features", "finite_difference"]),
-    ("Networks, environments, replay", ["networks", "envs", "backends", "rollout", "replay"]),
-    ("Training", ["train", "config", "experiment", "presets", "sweep", "checkpoint", "devices", "api"]),
+    ("Networks, environments, replay", ["networks", "envs", "backends", "backends.brax_env", "backends.jaxmarl_env",
+                                        "rollout", "replay"]),
+    ("Training", ["api", "train", "config", "experiment", "presets", "sweep", "checkpoint", "devices", "distributed",
+                  "loggers"]),
     ("Algorithms", ["algorithms", "algorithms.common", "algorithms.offpolicy", "algorithms.ppo", "algorithms.ppo_kl",
                     "algorithms.mdpo", "algorithms.grpo", "algorithms.trpo", "algorithms.nac", "algorithms.reinforce",
                     "algorithms.a2c", "algorithms.a3c", "algorithms.acer", "algorithms.td3", "algorithms.sac",
