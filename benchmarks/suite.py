@@ -44,7 +44,7 @@ def speed_env(algo_name: str) -> str:
     from purejaxpg import algorithms
 
     cls = algorithms.get(algo_name)
-    if getattr(cls, "multi_agent", False):
+    if getattr(cls.rollout_options, "joint_agents", False):  # a class attribute (GRPO: a property)
         return "jaxmarl/MPE_simple_spread_v3"
     return "Pendulum-v1" if getattr(cls, "discrete", None) is False else "CartPole-v1"
 

@@ -58,9 +58,13 @@ class RolloutOptions:
       episodic_groups: 0 (default): the environments run on across iterations, auto-resetting.
         G > 0: every iteration starts from a fresh reset in which each group of G consecutive
         environments shares a reset key, so a group starts from one state (GRPO's groups).
+      joint_agents: False (default): a multi-agent env's A agents are A environments of one shared
+        policy (`purejaxpg.envs.shared_agents_view`). True: the algorithm sees the agents jointly
+        (observations ``[N, A, ...]``, actions ``[N, A, ...]``, rewards ``[N, A]``; MADDPG).
     """
 
     episodic_groups: int = 0
+    joint_agents: bool = False
 
 
 #: ``act(obs [N, ...], key, actor_state) -> (action, extras, actor_state)``.

@@ -175,7 +175,7 @@ def make_train(algo: Any, config: TrainConfig, hparams: Any | None = None, *, en
         ``env.default_params``), trained on instead of making ``config.env_id``.
 
     A multi-agent env (``jaxmarl/...``) is seen jointly by a multi-agent algorithm
-    (``algo.multi_agent``, MADDPG) and as N * A environments of one shared policy by any other.
+    (``algo.rollout_options.joint_agents``, MADDPG) and as N * A environments of one shared policy by any other.
 
     Raises:
       ConfigError: unknown env id, a batch that the algorithm cannot split, total steps below one
@@ -204,9 +204,10 @@ def _trainer(algo: Any, config: TrainConfig) -> Trainer:
 
 
 def _build_trainer(algo: Any, config: TrainConfig, env: Any, env_params: Any, spec: envs.EnvSpec) -> Trainer:
-    if spec.num_agents > 1 and not getattr(algo, "multi_agent", False):
+    joint = algo.rollout_options.joint_agents
+    if spec.num_agents > 1 and not joint:
         spec = envs.shared_agents_view(spec)
-    elif getattr(algo, "multi_agent", False) and spec.num_agents <= 1:
+    elif joint and spec.num_agents <= 1:
         raise ConfigError(f"{algo.name} is a multi-agent algorithm, but env_id={spec.env_id!r} has one agent; "
                           "train it on a multi-agent env such as 'jaxmarl/MPE_simple_spread_v3'.")
     algo.validate(spec, learner_config(config, spec))
@@ -438,17 +439,3 @@ def run_chunked(trainer: Trainer, keys: jax.Array, hparams: Any, *, chunk_iterat
     sps = steps / run_seconds if run_seconds > 0 else float("nan")
     return RunResult(merged, _to_host(runner) if multiprocess else runner, compile_seconds, run_seconds, sps)
 
-
-class _CallableModule(type(functools)):
-    """This module, callable: ``purejaxpg.train("sac", "Pendulum-v1", seeds=8)`` is `purejaxpg.api.train`,
-    the one-call API, while ``from purejaxpg import train; train.make_train(...)`` keeps working."""
-
-    def __call__(self, *args, **kwargs):
-        from purejaxpg import api
-
-        return api.train(*args, **kwargs)
-
-
-import sys as _sys  # noqa: E402
-
-_sys.modules[__name__].__class__ = _CallableModule

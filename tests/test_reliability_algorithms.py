@@ -50,8 +50,9 @@ def _env_is_discrete(env_id: str) -> bool:
 def _skip_unsupported(algo_cls: type, env_id: str) -> None:
     """pytest.skip when the algorithm's ``discrete`` ClassVar excludes the env's action space, or
     when a multi-agent algorithm meets a single-agent env or the other way round."""
-    if getattr(algo_cls, "multi_agent", False) != (env_id == MULTI_AGENT_ENV):
-        pytest.skip(f"{algo_cls.name} is {'' if getattr(algo_cls, 'multi_agent', False) else 'not '}multi-agent")
+    joint = getattr(algo_cls.rollout_options, "joint_agents", False)  # GRPO's is a property
+    if joint != (env_id == MULTI_AGENT_ENV):
+        pytest.skip(f"{algo_cls.name} is {'' if joint else 'not '}multi-agent")
     supported = getattr(algo_cls, "discrete", None)
     if supported is not None and supported != _env_is_discrete(env_id):
         kind = "discrete" if supported else "continuous"
@@ -61,7 +62,7 @@ def _skip_unsupported(algo_cls: type, env_id: str) -> None:
 def _first_supported_env(algo_cls: type) -> str:
     """The first env of ENV_IDS whose action space the algorithm supports (the multi-agent env for a
     multi-agent algorithm)."""
-    if getattr(algo_cls, "multi_agent", False):
+    if getattr(algo_cls.rollout_options, "joint_agents", False):
         return MULTI_AGENT_ENV
     supported = getattr(algo_cls, "discrete", None)
     return next(e for e in ENV_IDS if supported is None or supported == _env_is_discrete(e))

@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 import jax
 import jax.numpy as jnp
 
-from purejaxpg import objectives, replay, targets
+from purejaxpg import objectives, replay, rollout, targets
 from purejaxpg.algorithms import common, offpolicy
 from purejaxpg.config import hp, hparams
 from purejaxpg.distributions import gumbel_softmax
@@ -63,7 +63,8 @@ class MADDPG(offpolicy.OffPolicyAlgorithm):
     name: ClassVar[str] = "maddpg"
     HParams: ClassVar[type] = MADDPGHParams
     discrete: ClassVar[bool | None] = True
-    multi_agent: ClassVar[bool] = True
+    #: the loop hands MADDPG a multi-agent env's agents jointly
+    rollout_options: ClassVar[rollout.RolloutOptions] = rollout.RolloutOptions(joint_agents=True)
 
     centralised_critic: bool = True
     num_critics: int = 1
