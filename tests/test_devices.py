@@ -74,6 +74,7 @@ def test_a_count_that_cannot_apply_any_more_is_an_error_naming_the_fix(tmp_path,
     assert devices.use_cpu_cores(current) == current  # asking for what is there is fine
 
 
+@pytest.mark.slow  # a subprocess that starts JAX: default-run budget
 def test_in_process_calls_leave_the_callers_devices_alone(tmp_path):
     """``main([...])`` from Python (a test, a notebook) must not change JAX's devices under the
     caller: 'auto' applies only to the command line itself."""
@@ -86,6 +87,7 @@ def test_in_process_calls_leave_the_callers_devices_alone(tmp_path):
     assert "devices 1" in proc.stdout
 
 
+@pytest.mark.slow  # a subprocess that starts JAX: default-run budget
 def test_jax_num_cpu_devices_in_the_environment_wins_over_auto(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     proc, _ = _cli(["--seeds", "4"], tmp_path, "env", env={**env, "JAX_NUM_CPU_DEVICES": "1"})

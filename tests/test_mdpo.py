@@ -140,6 +140,7 @@ def _learn(env_id, num_seeds=2, **overrides):
 
 
 @pytest.mark.learning
+@pytest.mark.slow  # default-run budget; the 8-seed row of docs/results.md covers it
 def test_improves_and_reaches_475_on_cartpole():
     # preset: 3e5 steps, lr 2e-3 annealed. About one MDPO run in 16 stays between 150 and 200 on
     # CartPole at this budget (the rest end at 430-500), and which one depends on float-level

@@ -13,7 +13,7 @@ QUICK = dict(total_timesteps=6_000, learning_starts=500, hidden=(64, 64))
 
 
 @pytest.mark.learning
-@pytest.mark.parametrize("name", ["td3", "sac"])
+@pytest.mark.parametrize("name", [pytest.param("td3", marks=pytest.mark.slow), "sac"])  # td3: default-run budget
 def test_learns_pendulum_quickly(name):
     """6e3 steps with 64x64 networks, 2 seeds: each far above a random policy (about -1200).
 

@@ -196,6 +196,7 @@ def _learn(env_id, num_seeds=2, **overrides):
 
 
 @pytest.mark.learning
+@pytest.mark.slow  # default-run budget; the 8-seed row of docs/results.md covers it
 def test_improves_and_reaches_475_on_cartpole():
     # the preset's 5e5 steps (random policy: 22). About one seed in 30 still stalls near 190
     # (two 16-seed runs: all at 500; a batch of 2: 194 and 500), so three of four must learn.
