@@ -7,8 +7,8 @@ Three parts, each row with its compile time and steps/s (compilation excluded):
 
 1. **PPO on CartPole-v1 with many vmapped seeds**: PureJaxRL's headline workload (2048 seeds x
    500k steps on a GPU; 8 seeds here), its preset settings, final returns per seed.
-2. **PPO and SAC on brax**: ``brax/inverted_pendulum`` at the presets (a fraction of the budget at
-   ``--scale cpu``), and at ``--scale gpu`` ``brax/hopper`` too.
+2. **PPO and SAC on brax**: ``brax/inverted_pendulum`` at its presets' budgets, one seed (both reach
+   1000 there), and at ``--scale gpu`` ``brax/hopper`` too.
 3. **Every algorithm's throughput** at a wide batch: 1024 envs on a GPU (64 here), one seed, a
    fixed number of iterations, on CartPole-v1 (discrete), Pendulum-v1 (continuous-only) or the
    MPE spread task (multi-agent). Off-policy algorithms take ``num_steps`` gradient steps per
@@ -31,7 +31,7 @@ import time
 import _common
 
 SCALES = {
-    "cpu": dict(cartpole_seeds=8, cartpole_steps=500_000, brax_fraction=0.25, brax_envs=["brax/inverted_pendulum"],
+    "cpu": dict(cartpole_seeds=8, cartpole_steps=500_000, brax_fraction=1.0, brax_envs=["brax/inverted_pendulum"],
                 speed_envs=64, speed_iterations=20),
     "gpu": dict(cartpole_seeds=2048, cartpole_steps=500_000, brax_fraction=1.0,
                 brax_envs=["brax/inverted_pendulum", "brax/hopper"], speed_envs=1024, speed_iterations=50),
