@@ -108,7 +108,7 @@ def _render_brax(policy: Any, out: str, key, deterministic: bool, max_steps: int
     from brax.io import html
 
     states, _ = episode(policy, key, deterministic, max_steps)
-    brax_env = policy.trainer.env.env
+    brax_env = policy.trainer.env.brax_env
     pipeline = [s.brax.pipeline_state for s in states]
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as fh:
