@@ -287,6 +287,7 @@ def test_envs_must_split_evenly_into_workers_and_presets_apply():
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @pytest.mark.learning
 def test_a3c_preset_learns_cartpole():
     """The preset (8 workers of 1 env x 5 steps, gradients 7 updates stale) at 1.5e5 of its 5e5 steps

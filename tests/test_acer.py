@@ -208,6 +208,7 @@ def test_kl_gradient_in_the_logits_is_pi_minus_the_average_policy():
 # the rest of the machinery: sweeps, checkpoints, the CLI
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @fast
 def test_resumed_from_a_checkpoint_is_bit_identical_with_the_replay_and_a_grid_vmaps(tmp_path):
     """A 2-point grid over lr (one seed each) stopped after 2 of 4 chunks, restored and finished: the
@@ -257,6 +258,7 @@ def test_cli_trains_acer_and_refuses_a_continuous_env(tmp_path, capsys):
 # learning
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @pytest.mark.learning
 def test_acer_learns_cartpole_quickly():
     """4e4 steps, 3 seeds, the preset's shape (8 envs x 32 steps, replay ratio 4) at a constant lr: a

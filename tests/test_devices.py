@@ -47,6 +47,7 @@ def test_seeds_split_over_two_cpu_devices_give_the_numbers_of_one(tmp_path):
             np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-6, err_msg=name)
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 def test_runs_that_do_not_divide_stay_on_one_device(tmp_path):
     proc, out = _cli(["--seeds", "3", "--cpu-devices", "2"], tmp_path, "three")
     assert proc.returncode == 0, proc.stderr[-3000:]

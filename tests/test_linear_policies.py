@@ -248,6 +248,7 @@ def test_featurize_any_actor_critic_state_runs_ppo_update():
     assert any(jax.tree.leaves(changed))
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @pytest.mark.learning
 def test_linear_gaussian_over_a_fourier_basis_learns_pendulum_with_trpo():
     """A textbook linear policy: mean = W phi(s) + b over a 3rd-order Fourier basis of

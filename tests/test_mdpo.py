@@ -40,6 +40,7 @@ def test_step_size_schedule_and_floor():
     np.testing.assert_allclose(mirror_descent_step_size(jnp.float32(1.5), 0.05), 0.05)
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 def test_schedule_inside_the_training_loop():
     K = 8
     config = TrainConfig("CartPole-v1", num_envs=4, num_steps=16, total_timesteps=4 * 16 * K)

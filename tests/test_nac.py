@@ -172,6 +172,7 @@ def test_nac_update_moves_along_w_and_respects_the_kl_model():
         assert np.all(m["compatible_r2"] <= 1.0)
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @pytest.mark.learning
 def test_nac_learns_cartpole():
     algo = NAC(hidden=(16,))

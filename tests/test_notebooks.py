@@ -85,7 +85,7 @@ def test_notebook_matches_its_source_and_is_stored_with_outputs(path):
 
 
 #: the longer notebooks run with ``pytest -m slow``; the default run executes the others
-SLOW_NOTEBOOKS = {"trpo_npg_ppo_cartpole", "grpo_groups", "soft_q_multigoal"}
+SLOW_NOTEBOOKS = {"trpo_npg_ppo_cartpole", "grpo_groups", "soft_q_multigoal", "quickstart"}
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, marks=pytest.mark.slow) if p.stem in SLOW_NOTEBOOKS else p

@@ -318,12 +318,14 @@ def learned():
     return plain, based
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @pytest.mark.learning
 def test_reinforce_improves_on_cartpole(learned):
     plain, _ = learned
     _learning.check(plain, every_seed_above=60, mean_above=150)
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @pytest.mark.learning
 def test_reinforce_baseline_beats_reinforce_on_cartpole(learned):
     plain, based = learned

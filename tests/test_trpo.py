@@ -260,6 +260,7 @@ def pendulum_preset(total_timesteps, **overrides):
     return experiment.build("trpo", "Pendulum-v1", {"total_timesteps": total_timesteps, **overrides})
 
 
+@pytest.mark.slow  # the default run's 15-minute budget; covered in -m slow
 @pytest.mark.learning
 def test_trpo_learns_pendulum_quickly():
     # independent noise: the preset's gSDE (log_std_init -2) starts slower and pays off by 1e6 steps
