@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from purejaxpg import envs, train
+from purejaxpg import envs, rollout, train
 from purejaxpg.config import ConfigError
 
 
@@ -81,39 +81,42 @@ class Policy:
 def _act(trainer: train.Trainer, learner: Any, obs_stats: envs.RunningMeanStd, obs: jax.Array, key: jax.Array,
          deterministic: bool) -> jax.Array:
     """``[N, *obs_shape]`` raw observations -> ``[N, ...]`` env actions of the run's policy."""
-    algo, spec = trainer.algo, trainer.spec
     if trainer.config.normalize_obs:
         obs = obs_stats.normalize(obs)
+    return _act_seen(trainer, learner, obs, key, deterministic)
+
+
+def _act_seen(trainer: train.Trainer, learner: Any, obs: jax.Array, key: jax.Array, deterministic: bool) -> jax.Array:
+    """Actions for observations as the policy sees them (normalised when the run normalises)."""
+    algo = trainer.algo
     if deterministic:
         return algo.greedy_action(learner, obs)
     actor_key, act_key = jax.random.split(key)
-    config = dataclasses.replace(train.learner_config(trainer.config, spec), num_envs=obs.shape[0])
+    config = dataclasses.replace(train.learner_config(trainer.config, trainer.spec), num_envs=obs.shape[0])
     return algo.act(learner, obs, act_key, algo.init_actor(learner, config, actor_key))[0]
+
+
+def play(trainer: train.Trainer, learner: Any, obs_stats: envs.RunningMeanStd, num_envs: int, steps: int,
+         deterministic: bool, key: jax.Array, env_states: bool = False):
+    """``steps`` steps of ``num_envs`` fresh envs under the run's policy, through `purejaxpg.rollout.collect`
+    (the library's one rollout loop): ``(final loop, Transition [T, N, ...][, env states])``."""
+    reset_key, run_key = jax.random.split(key)
+    loop = envs.reset(trainer.env, trainer.env_params, trainer.spec, reset_key, num_envs).replace(obs_stats=obs_stats)
+    act = rollout.stateless(lambda obs, k: (_act_seen(trainer, learner, obs, k, deterministic), {}))
+    return rollout.collect(act, trainer.env, trainer.env_params, trainer.spec, loop, run_key, steps,
+                           trainer.config.normalize_obs, env_states=env_states)
 
 
 def _evaluate(trainer: train.Trainer, learner: Any, obs_stats: envs.RunningMeanStd, episodes: int, steps: int,
               deterministic: bool, key: jax.Array) -> jax.Array:
     """``[episodes]`` first-episode returns of ``episodes`` envs run for ``steps`` steps (see `Policy.evaluate`)."""
     spec = trainer.spec
-    reset_key, run_key = jax.random.split(key)
-    loop = envs.reset(trainer.env, trainer.env_params, spec, reset_key, episodes)
-    streams = loop.obs.shape[0]
-
-    def one_step(carry, step_key):
-        loop, total, running, finished = carry
-        act_key, env_key = jax.random.split(step_key)
-        action = _act(trainer, learner, obs_stats, loop.obs, act_key, deterministic)
-        loop, out = envs.step(trainer.env, trainer.env_params, spec, loop, action, env_key)
-        reward = out.reward if out.reward.ndim == 1 else jnp.mean(out.reward, axis=-1)  # joint view: agents' mean
-        live = jnp.logical_not(finished)
-        running = running + jnp.where(live, reward, 0.0)
-        total = jnp.where(live & out.done, running, total)
-        return (loop, total, running, finished | out.done), None
-
-    zeros = jnp.zeros((streams,), jnp.float32)
-    carry = (loop, zeros, zeros, jnp.zeros((streams,), bool))
-    (_, total, running, finished), _ = jax.lax.scan(one_step, carry, jax.random.split(run_key, steps))
-    returns = jnp.where(finished, total, running)
+    _, traj = play(trainer, learner, obs_stats, episodes, steps, deterministic, key)
+    ended = jnp.any(traj.done, axis=0)
+    first = jnp.argmax(traj.done, axis=0)
+    finished = jnp.take_along_axis(traj.finished_return, first[None], axis=0)[0]
+    reward = traj.reward if traj.reward.ndim == 2 else jnp.mean(traj.reward, axis=-1)  # joint view: agents' mean
+    returns = jnp.where(ended, finished, jnp.sum(reward, axis=0))  # an episode not over: the return so far
     if spec.share_agents:
         returns = returns.reshape(episodes, spec.num_agents).mean(axis=1)
     return returns

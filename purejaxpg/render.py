@@ -14,10 +14,8 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from purejaxpg import envs
 from purejaxpg.config import ConfigError
 
 #: gymnax envs its Visualizer draws (gymnax 1.0.1)
@@ -35,39 +33,23 @@ def episode(policy: Any, key: jax.Array | None = None, deterministic: bool = Fal
       auto-reset), ``len(rewards) + 1`` of them, and the rewards ``[T]`` (agents' mean for a
       multi-agent env).
     """
-    from purejaxpg.policy import _act
+    from purejaxpg.policy import play
 
-    trainer = policy.trainer
-    spec = trainer.spec
     key = jax.random.PRNGKey(0) if key is None else key
-    steps = int(max_steps or spec.max_episode_steps or 1000)
-    env, env_params = trainer.env, trainer.env_params
-
-    def run(learner, stats, key):
-        reset_key, run_key = jax.random.split(key)
-        loop = envs.reset(env, env_params, spec, reset_key, 1)
-
-        def one_step(loop, step_key):
-            act_key, env_key = jax.random.split(step_key)
-            action = _act(trainer, learner, stats, loop.obs, act_key, deterministic)
-            before = loop.env_state
-            loop, out = envs.step(env, env_params, spec, loop, action, env_key)
-            reward = jnp.mean(out.reward.reshape(-1))
-            return loop, (before, reward, jnp.any(out.done), loop.env_state)
-
-        _, (states, rewards, dones, after) = jax.lax.scan(one_step, loop, jax.random.split(run_key, steps))
-        return states, rewards, dones, after
-
-    states, rewards, dones, after = jax.device_get(jax.jit(run)(policy.learner, policy.obs_stats, key))
-    dones = np.asarray(dones)
+    steps = int(max_steps or policy.trainer.spec.max_episode_steps or 1000)
+    run = jax.jit(lambda learner, stats, k: play(policy.trainer, learner, stats, 1, steps, deterministic, k,
+                                                 env_states=True))
+    loop, traj, states = jax.device_get(run(policy.learner, policy.obs_stats, key))
+    dones = np.asarray(traj.done).reshape(steps, -1).any(axis=1)
+    rewards = np.asarray(traj.reward).reshape(steps, -1).mean(axis=1)  # agents' mean for a multi-agent env
     length = int(np.argmax(dones)) + 1 if dones.any() else steps
     pick = lambda tree, t: jax.tree.map(lambda x: x[t, 0], tree)  # noqa: E731  step t of the one env
     sequence = [pick(states, t) for t in range(length)]
-    if not dones.any():
-        sequence.append(pick(after, length - 1))  # no reset: the state after the last step
-    else:
+    if dones.any():
         sequence.append(sequence[-1])  # the auto-reset replaced the final state; hold the last frame
-    return sequence, np.asarray(rewards[:length])
+    else:
+        sequence.append(jax.tree.map(lambda x: x[0], loop.env_state))  # no reset: the state after the last step
+    return sequence, rewards[:length]
 
 
 def render(policy: Any, out: str, key: jax.Array | None = None, deterministic: bool = False,

@@ -77,7 +77,8 @@ def stateless(policy: Callable[[jax.Array, jax.Array], tuple[jax.Array, Any]]) -
 
 
 def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopState, key: jax.Array,
-            num_steps: int, normalize_obs: bool = False, unroll: int = 1, reward_scale_gamma: float | None = None):
+            num_steps: int, normalize_obs: bool = False, unroll: int = 1, reward_scale_gamma: float | None = None,
+            env_states: bool = False):
     """Run ``num_steps`` steps of the vectorised environments under a policy.
 
     Observation statistics are frozen for the whole rollout (so every observation in the batch
@@ -98,8 +99,10 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
       reward_scale_gamma: when set (static), the batch's rewards are divided by the running std of
         the discounted return with this discount (`purejaxpg.envs.scale_rewards`); the episode
         statistics stay in raw rewards.
+      env_states: also return the env states each step acted in (static; for drawing an episode).
     Returns:
-      ``(new_loop, Transition)`` with leaves ``[T, N, ...]``.
+      ``(new_loop, Transition)`` with leaves ``[T, N, ...]``; with ``env_states``,
+      ``(new_loop, Transition, states)`` with the env state's leaves ``[T, N, ...]``.
     """
     stats = loop.obs_stats
 
@@ -110,21 +113,21 @@ def collect(act: ActFn, env, env_params, spec: envs.EnvSpec, loop: envs.EnvLoopS
         act_key, env_keys = xs
         seen = view(loop.obs)
         action, extras, actor = act(seen, act_key, loop.actor)
-        raw_obs = loop.obs
+        raw_obs, before = loop.obs, loop.env_state
         loop, out = envs.step(env, env_params, spec, loop.replace(actor=actor), action, env_keys)
         transition = Transition(seen, action, out.reward, out.terminated, out.truncated, out.next_obs, extras,
                                 out.done, out.finished_return, out.finished_length)
         # raw observations are kept only to merge them into the statistics after the rollout
-        return loop, (transition, raw_obs if normalize_obs else None)
+        return loop, (transition, raw_obs if normalize_obs else None, before if env_states else None)
 
     # row t holds the policy's key and the N env keys of step t
     num_envs = loop.obs.shape[0]
     step_keys = jax.random.split(key, (num_steps, num_envs + 1))
-    loop, (traj, raw_obs) = jax.lax.scan(one_step, loop, (step_keys[:, 0], step_keys[:, 1:]), unroll=unroll)
+    loop, (traj, raw_obs, states) = jax.lax.scan(one_step, loop, (step_keys[:, 0], step_keys[:, 1:]), unroll=unroll)
     if normalize_obs:
         loop = loop.replace(obs_stats=stats.update(raw_obs))
         traj = traj.replace(next_obs=stats.normalize(traj.next_obs))
     if reward_scale_gamma is not None:
         loop, scaled = envs.scale_rewards(loop, traj.reward, traj.done, reward_scale_gamma)
         traj = traj.replace(reward=scaled)
-    return loop, traj
+    return (loop, traj, states) if env_states else (loop, traj)
