@@ -160,12 +160,8 @@ class JaxMARLEnv(Environment):
         """
         params = self.default_params if params is None else params
         key_step, key_reset = jax.random.split(key)
-        obs_st, state_st, rewards, dones, _ = self.marl.step_env(key_step, state, self.unstack_actions(action))
-        obs_st = self.stack_obs(obs_st)
-        reward = jnp.stack([jnp.asarray(rewards[a], jnp.float32) for a in self.agents])
-        done = jnp.asarray(dones["__all__"], bool)
-        truncated = jnp.logical_and(done, self.time_limit_reached(state_st, params))
-        terminated = jnp.logical_and(done, jnp.logical_not(truncated))
+        obs_st, state_st, reward, terminated, truncated = self._transition(key_step, state, action, params)
+        done = jnp.logical_or(terminated, truncated)
         obs_re, state_re = self.reset_env(key_reset, params)
         state = jax.tree.map(lambda r, s: jax.lax.select(done, r, s), state_re, state_st)
         obs = jax.lax.select(done, obs_re, obs_st)
@@ -174,11 +170,18 @@ class JaxMARLEnv(Environment):
 
     def step_env(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams):
         """gymnax's per-step hook (without reset): ``(obs, state, reward, terminated, info)``."""
+        obs, next_state, reward, terminated, _ = self._transition(key, state, action, params)
+        return obs, next_state, reward, terminated, {}
+
+    def _transition(self, key: jax.Array, state: Any, action: jax.Array, params: EnvParams):
+        """jaxmarl's step without reset, stacked: ``(obs [A, obs_dim], state, reward [A], terminated,
+        truncated)``; the episode's end on ``dones["__all__"]`` is a truncation once the step counter
+        reached the time limit, a termination otherwise."""
         obs, next_state, rewards, dones, _ = self.marl.step_env(key, state, self.unstack_actions(action))
         reward = jnp.stack([jnp.asarray(rewards[a], jnp.float32) for a in self.agents])
         done = jnp.asarray(dones["__all__"], bool)
-        terminated = jnp.logical_and(done, jnp.logical_not(self.time_limit_reached(next_state, params)))
-        return self.stack_obs(obs), next_state, reward, terminated, {}
+        truncated = jnp.logical_and(done, self.time_limit_reached(next_state, params))
+        return self.stack_obs(obs), next_state, reward, jnp.logical_and(done, jnp.logical_not(truncated)), truncated
 
     def time_limit_reached(self, state: Any, params: EnvParams) -> jax.Array:
         """Whether the env's step counter has reached ``max_steps_in_episode`` (never without one)."""
