@@ -113,13 +113,18 @@ class WandbLogger:
         self.run.finish()
 
 
-def make(kinds: list[str], out: str | None, settings: dict[str, Any], num_runs: int) -> list[Any]:
-    """The loggers of ``--log`` ``kinds`` writing under ``out``; ConfigError for an unknown kind or no ``out``."""
+def check(kinds: list[str], out: str | None) -> None:
+    """ConfigError for an unknown logger kind, or loggers without an ``out`` folder."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
         raise ConfigError(f"--log {unknown[0]!r} is not a logger; use one of {', '.join(KINDS)} (the CSV is always written).")
     if kinds and not out:
         raise ConfigError("--log needs --out DIR (the logs go under DIR).")
+
+
+def make(kinds: list[str], out: str | None, settings: dict[str, Any], num_runs: int) -> list[Any]:
+    """The loggers of ``--log`` ``kinds`` writing under ``out``; ConfigError for an unknown kind or no ``out``."""
+    check(kinds, out)
     made = []
     for kind in dict.fromkeys(kinds):
         if kind == "tensorboard":

@@ -13,8 +13,7 @@ import numpy as np
 from purejaxpg.cli.common import (add_cpu_devices_flag, add_distributed_flags, add_setting_flags, algo_from_argv,
                                   apply_config_file, devices_note, error, is_writer, positive, print_progress,
                                   read_config_file, setting_overrides, versions)
-
-LOG_KINDS = ("tensorboard", "wandb")
+from purejaxpg.loggers import KINDS as LOG_KINDS
 
 
 def _train_parser(algo_cls: type | None) -> argparse.ArgumentParser:
@@ -103,8 +102,6 @@ def cmd_train(argv: list[str]) -> int:
         return error("--checkpoint-every needs --out DIR (the checkpoints go to DIR/checkpoints)")
     if args.stop_after_chunks is not None and args.checkpoint_every is None:
         return error("--stop-after-chunks needs --checkpoint-every (a stopped run continues from its checkpoint)")
-    if args.log and not args.out:
-        return error("--log needs --out DIR (the logs go under DIR)")
     try:
         algo, config, hparams = experiment.build(algo_name, args.env, setting_overrides(args, algo_cls),
                                                  use_presets=not args.no_presets)
@@ -146,11 +143,13 @@ def cmd_train(argv: list[str]) -> int:
 
 
 def _loggers(kinds: list[str] | None, out: str | None, description: dict, num_runs: int) -> list:
-    """The `purejaxpg.loggers` of ``--log`` (only process 0 of a multi-process run logs)."""
-    if not kinds or not is_writer():
-        return []
+    """The `purejaxpg.loggers` of ``--log`` (checked in every process; only process 0 of a
+    multi-process run logs)."""
     from purejaxpg import loggers
 
+    loggers.check(kinds or [], out)
+    if not kinds or not is_writer():
+        return []
     return loggers.make(kinds, out, description, num_runs)
 
 
